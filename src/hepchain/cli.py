@@ -1,0 +1,316 @@
+"""Command line: ``python -m hepchain <stage> ...``, one stage per Snakemake rule.
+
+Every stage takes its config section as JSON (``--config``), reads its inputs
+and writes its outputs atomically.  A :class:`~hepchain.errors.HepchainError`
+(bad input, bad config, empty selection) prints one line, ``hepchain <stage>:
+error: ...``, and exits with status 2, touching no existing output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, HepchainError
+
+Handler = Callable[[argparse.Namespace], None]
+_COMMANDS: dict[str, tuple[Handler, str]] = {}
+
+
+def command(name: str, help_text: str) -> Callable[[Handler], Handler]:
+    def register(func: Handler) -> Handler:
+        _COMMANDS[name] = (func, help_text)
+        return func
+
+    return register
+
+
+def args(setup: Callable[[argparse.ArgumentParser], None]) -> Callable[[Handler], Handler]:
+    def attach(func: Handler) -> Handler:
+        func._args = setup  # type: ignore[attr-defined]
+        return func
+
+    return attach
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config is not valid JSON: {exc}") from exc
+
+
+def _progress() -> bool:
+    return os.environ.get("HEPCHAIN_PROGRESS", "1") != "0"
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@args(
+    lambda p: (
+        p.add_argument("--sample", required=True),
+        p.add_argument("--chunk", type=int, required=True),
+        p.add_argument("--seed", type=int, required=True),
+        p.add_argument("--config", required=True, help="the sample's generate: block as JSON"),
+        p.add_argument("--min-pt", type=float, default=0.0, help="drop final-state particles below this pT [GeV]"),
+        p.add_argument("--out", required=True, type=Path),
+        p.add_argument("--meta", required=True, type=Path),
+    )
+)
+@command("generate", "generate one chunk of a sample with Pythia 8")
+def _generate(ns: argparse.Namespace) -> None:
+    from .generate.pythia import GenerationSpec, generate_chunk
+
+    spec = GenerationSpec.from_config(_json(ns.config), f"samples.{ns.sample}.generate")
+    meta = generate_chunk(
+        spec, sample=ns.sample, chunk=ns.chunk, global_seed=ns.seed, out_parquet=ns.out, out_meta=ns.meta,
+        progress=_progress(), min_pt=ns.min_pt,
+    )
+    print(json.dumps(meta, indent=2))
+
+
+@args(lambda p: (p.add_argument("--metas", nargs="+", required=True, type=Path), p.add_argument("--out", required=True, type=Path)))
+@command("xsec", "combine the chunk metadata of a sample into its cross section and sum of weights")
+def _xsec(ns: argparse.Namespace) -> None:
+    from .generate.pythia import combine_chunk_metadata, write_json_atomic
+
+    metas = []
+    for path in ns.metas:
+        if not path.exists():
+            raise HepchainError(f"{path}: chunk metadata does not exist")
+        metas.append(json.loads(path.read_text()))
+    combined = combine_chunk_metadata(metas)
+    write_json_atomic(combined, ns.out)
+    print(json.dumps(combined, indent=2))
+
+
+@args(
+    lambda p: (
+        p.add_argument("--gen", required=True, type=Path),
+        p.add_argument("--pileup", type=Path, default=None),
+        p.add_argument("--sample", required=True),
+        p.add_argument("--chunk", type=int, required=True),
+        p.add_argument("--seed", type=int, required=True),
+        p.add_argument("--mu", type=float, default=0.0),
+        p.add_argument("--config", required=True, help="the detector: section as JSON"),
+        p.add_argument("--out", required=True, type=Path),
+    )
+)
+@command("simulate", "fast detector simulation of one generated chunk, written as NanoAOD")
+def _simulate(ns: argparse.Namespace) -> None:
+    from .detector.simulate import simulate_chunk
+    from .detector.tune import get_tune
+
+    cfg = _json(ns.config)
+    info = simulate_chunk(
+        ns.gen, ns.out, tune=get_tune(cfg.get("tune", "nominal")), global_seed=ns.seed, sample=ns.sample, chunk=ns.chunk,
+        pileup_path=ns.pileup, mu=ns.mu, store_pfcands=bool(cfg.get("store_pfcands", False)),
+        sub_chunk=int(cfg.get("sub_chunk", 1000)), progress=_progress(),
+    )
+    print(json.dumps(info, indent=2))
+
+
+# --------------------------------------------------------------------------- VH study
+
+
+@args(
+    lambda p: (
+        p.add_argument("--sample", required=True),
+        p.add_argument("--files", nargs="+", required=True),
+        p.add_argument("--selection", default="{}", help="vh.selection as JSON"),
+        p.add_argument("--executor", default="{}", help="executor: section as JSON"),
+        p.add_argument("--out", required=True, type=Path),
+        p.add_argument("--cutflow", required=True, type=Path),
+    )
+)
+@command("skim-vh", "DFOS e-mu preselection (coffea) of one sample; table + cutflow")
+def _skim_vh(ns: argparse.Namespace) -> None:
+    from .generate.pythia import write_json_atomic
+    from .io import write_table_atomic
+    from .skim.vh import DFOSSelection, run_vh_skim
+
+    executor = _json(ns.executor)
+    table, cutflow = run_vh_skim(
+        list(ns.files), selection=DFOSSelection.from_config(_json(ns.selection)),
+        executor=executor.get("name", "iterative"), workers=int(executor.get("workers", 1)),
+        chunksize=int(executor.get("chunksize", 100_000)),
+    )
+    cutflow = {"sample": ns.sample, "files": list(ns.files), **cutflow}
+    write_table_atomic(table, ns.out)
+    write_json_atomic(cutflow, ns.cutflow)
+    print(json.dumps(cutflow, indent=2))
+
+
+@args(
+    lambda p: (
+        p.add_argument("--skims", nargs="+", required=True, type=Path, help="one skim table per sample, in vh.samples order"),
+        p.add_argument("--cutflows", nargs="+", required=True, type=Path),
+        p.add_argument("--xsecs", nargs="+", required=True, help="per sample: a cross-section JSON or 'config'"),
+        p.add_argument("--config", required=True, help="{vh, samples, luminosity_fb, seed} as JSON"),
+        p.add_argument("--out", required=True, type=Path),
+    )
+)
+@command("features-vh", "the 17 inputs of seed 003 for all samples, with weights, labels and folds")
+def _features_vh(ns: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .features.vh import build_feature_table
+    from .io import read_table, write_table_atomic
+    from .studies.vh import read_xsec, sample_norm
+
+    cfg = _json(ns.config)
+    samples = cfg["vh"]["samples"]
+    if not (len(ns.skims) == len(ns.cutflows) == len(ns.xsecs) == len(samples)):
+        raise ConfigError("features-vh: --skims, --cutflows and --xsecs need one entry per sample of vh.samples")
+    skims: dict[str, pd.DataFrame] = {}
+    norm: dict[str, float] = {}
+    sample_class: dict[str, int] = {}
+    for sample, skim, cutflow_path, xsec in zip(samples, ns.skims, ns.cutflows, ns.xsecs, strict=True):
+        scfg = cfg["samples"][sample]
+        cutflow = json.loads(Path(cutflow_path).read_text())
+        if xsec == "config":
+            xsec_pb = float(scfg["xsec_pb"])
+            sumw = float(scfg.get("sumw", cutflow["sumw"]))
+        else:
+            meta = read_xsec(xsec)
+            xsec_pb, sumw = float(meta["sigma_pb"]), float(meta["sum_gen_weight"])
+        norm[sample] = sample_norm(xsec_pb, sumw, float(cfg["luminosity_fb"]), sample)
+        skims[sample] = read_table(skim)
+        sample_class[sample] = cfg["vh"]["classes"].index(scfg["class"])
+    table = build_feature_table(skims, sample_class, norm, int(cfg["vh"]["n_folds"]), int(cfg["seed"]))
+    write_table_atomic(table, ns.out)
+    summary = table.groupby("sample").agg(rows=("weight", "size"), expected=("weight", "sum"))
+    print(summary.to_string())
+
+
+@args(
+    lambda p: (
+        p.add_argument("--features", required=True, type=Path),
+        p.add_argument("--fold", type=int, required=True),
+        p.add_argument("--config", required=True, help="{vh.training, n_folds, classes, seed} as JSON"),
+        p.add_argument("--outdir", required=True, type=Path),
+    )
+)
+@command("train-vh", "train the 6-class network of one fold (k-fold cross-training)")
+def _train_vh(ns: argparse.Namespace) -> None:
+    from .features.vh import VH_SPEC
+    from .io import read_table
+    from .ml.train import train_fold
+
+    cfg = _json(ns.config)
+    tr = cfg["training"]
+    table = read_table(ns.features)
+    summary = train_fold(
+        table, VH_SPEC.names, ns.fold, int(cfg["n_folds"]), ns.outdir,
+        hidden=tuple(tr["hidden"]), activation=tr["activation"], noise_std=float(tr["noise_std"]), lr=float(tr["lr"]),
+        batch_size=int(tr["batch_size"]), max_epochs=int(tr["max_epochs"]), patience=int(tr["patience"]),
+        seed=int(cfg["seed"]), n_classes=len(cfg["classes"]), threads=tr.get("threads"), progress_bar=_progress(),
+    )
+    print(json.dumps(summary, indent=2, default=str))
+
+
+@args(
+    lambda p: (
+        p.add_argument("--features", required=True, type=Path),
+        p.add_argument("--models", nargs="+", required=True, type=Path, help="ONNX model of fold k, k = 0..n-1"),
+        p.add_argument("--out", required=True, type=Path),
+    )
+)
+@command("infer-vh", "score every event with the exported model of the fold that did not see it")
+def _infer_vh(ns: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .features.vh import VH_SPEC
+    from .io import read_table, write_table_atomic
+    from .ml.export import OnnxClassifier
+
+    table = read_table(ns.features)
+    folds = table["fold"].to_numpy()
+    n_folds = len(ns.models)
+    if folds.max() >= n_folds:
+        raise ConfigError(f"infer-vh: the table has fold {folds.max()} but only {n_folds} models were given")
+    x = table[VH_SPEC.names].to_numpy(dtype=np.float32)
+    probs: np.ndarray | None = None
+    for k, model_path in enumerate(ns.models):
+        if not model_path.exists():
+            raise HepchainError(f"{model_path}: model of fold {k} does not exist")
+        rows = folds == k
+        p = OnnxClassifier(model_path).predict(x[rows])
+        if probs is None:
+            probs = np.zeros((len(table), p.shape[1]), dtype=np.float32)
+        probs[rows] = p
+    assert probs is not None
+    out = table[["sample", "event", "fold", "label", "weight"]].copy()
+    for c in range(probs.shape[1]):
+        out[f"p{c}"] = probs[:, c]
+    write_table_atomic(out, ns.out)
+    print(f"scored {len(out)} events with {n_folds} fold models")
+
+
+@args(
+    lambda p: (
+        p.add_argument("--features", required=True, type=Path),
+        p.add_argument("--scores", required=True, type=Path),
+        p.add_argument("--config", required=True, help="{binning, classes, luminosity_fb} as JSON"),
+        p.add_argument("--config-hash", required=True),
+        p.add_argument("--out", required=True, type=Path),
+        p.add_argument("--figures", type=Path, default=None, help="also write the study's figures here"),
+        p.add_argument("--histories", nargs="*", type=Path, default=[]),
+        p.add_argument("--cutflows", nargs="*", type=Path, default=[]),
+    )
+)
+@command("binning-vh", "optimise the VH discriminant binning (Asimov Z0), compare with the cut-based selection, plot")
+def _binning_vh(ns: argparse.Namespace) -> None:
+    from .generate.pythia import write_json_atomic
+    from .io import read_table
+    from .studies.vh import binning_report
+
+    cfg = _json(ns.config)
+    table = read_table(ns.features)
+    scores = read_table(ns.scores)
+    if len(scores) != len(table) or not (scores["event"].to_numpy() == table["event"].to_numpy()).all():
+        raise HepchainError(f"{ns.scores}: scores do not line up with {ns.features} (rerun infer-vh)")
+    report = binning_report(
+        table, scores["p0"].to_numpy(), classes=cfg["classes"], cfg=cfg["binning"],
+        luminosity_fb=float(cfg["luminosity_fb"]), config_hash=ns.config_hash,
+    )
+    if ns.figures is not None:
+        from .plots.vh import make_all
+
+        written = make_all(
+            features=ns.features, scores=ns.scores, report=report, histories=ns.histories,
+            cutflows=ns.cutflows, classes=cfg["classes"], outdir=ns.figures,
+        )
+        print("\n".join(str(p) for p in written))
+    write_json_atomic(report, ns.out)
+    print(json.dumps({k: report[k] for k in ("edges", "z0_mva", "z0_cut_based", "z0_ratio")}, indent=2))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hepchain", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+    for name, (func, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        getattr(func, "_args", lambda _: None)(p)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        ns.func(ns)
+    except HepchainError as exc:
+        print(f"hepchain {ns.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

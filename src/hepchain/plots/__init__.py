@@ -1,0 +1,1 @@
+"""Figures: every figure is written as PDF and PNG."""

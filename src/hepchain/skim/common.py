@@ -1,0 +1,262 @@
+"""Shared machinery of the skims: input checks, a coffea runner, cutflows and columns.
+
+Every skim is a :class:`coffea.processor.ProcessorABC` whose ``process(events)``
+returns ``{"cutflow": ..., "columns": ...}`` built with :class:`Cutflow` and
+:func:`chunk_columns`, and is run with :func:`run_processor`, which
+
+1. checks each input file up front (exists or is a URL, opens as ROOT, has an
+   ``Events`` tree, has every branch the skim reads) and raises a one-line
+   :class:`~hepchain.errors.InputFileError` / :class:`~hepchain.errors.MissingBranchError`
+   naming the file and the branch;
+2. runs the processor with ``coffea.processor.Runner`` and the executor chosen by
+   config (``"iterative"``, or ``"futures"`` with ``workers`` processes),
+   ``NanoAODSchema`` and ``chunksize`` events per chunk;
+3. merges the chunks in a fixed order (input file order, then entry), so that the
+   output table and the cutflow are the same whatever the executor and the
+   number of workers: chunk outputs are keyed by ``(file, entrystart)`` and the
+   weighted sums are added with :func:`math.fsum` (correctly rounded, so
+   independent of the order in which the chunks finish).
+
+Accumulator layout (plain dicts, which ``coffea.processor.accumulate`` merges
+key by key; the keys of different chunks never collide)::
+
+    {"cutflow": {(file, entrystart): {"all": {"raw": n, "weighted": w}, cut1: {...}, ...}},
+     "columns": {(file, entrystart): {name: column_accumulator(ndarray), ...}}}
+
+coffea emits ``RuntimeWarning: Missing cross-reference index for X => Y`` when a
+file lacks NanoAOD cross-reference branches (ours carry no ``Jet_muonIdx1`` and
+so on); exactly that message is silenced while a skim runs, in the worker
+processes as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+from coffea.analysis_tools import PackedSelection
+from coffea.processor import (
+    FuturesExecutor,
+    IterativeExecutor,
+    ProcessorABC,
+    Runner,
+    column_accumulator,
+)
+
+from ..errors import ConfigError, InputFileError
+from ..nanoaod import open_events, require_branches
+
+#: Regular expression of the only coffea warning the skims silence.
+XREF_WARNING = r"Missing cross-reference index"
+
+#: Executors :func:`run_processor` knows.
+EXECUTORS = ("iterative", "futures")
+
+ChunkKey = tuple[str, int]
+
+
+def ignore_xref_warnings() -> None:
+    """Install a filter for coffea's harmless "Missing cross-reference index" warning.
+
+    Used as the initializer of the worker processes of the futures executor.
+    """
+    warnings.filterwarnings("ignore", message=XREF_WARNING, category=RuntimeWarning)
+
+
+@contextlib.contextmanager
+def quiet_nanoevents() -> Iterator[None]:
+    """Silence the "Missing cross-reference index" warning (only that one) inside the block."""
+    with warnings.catch_warnings():
+        ignore_xref_warnings()
+        yield
+
+
+def check_inputs(files: Sequence[str], branches: Sequence[str], stage: str, hint: str = "") -> None:
+    """Check that every file opens as NanoAOD and carries every branch in ``branches``.
+
+    Raises :class:`~hepchain.errors.InputFileError` (missing or unreadable file, no
+    ``Events`` tree) or :class:`~hepchain.errors.MissingBranchError` with a
+    one-line message naming the file and the branch.
+    """
+    if not files:
+        raise InputFileError(f"{stage}: no input files given")
+    for path in files:
+        path = str(path)
+        if "://" not in path and Path(path).is_dir():
+            raise InputFileError(f"{path}: is a directory, not a ROOT file (needed by {stage})")
+        tree = open_events(path, stage)
+        require_branches(path, tree, list(branches), stage, hint)
+
+
+def chunk_key(events: Any) -> ChunkKey:
+    """The ``(filename, entrystart)`` of a chunk, from the metadata coffea attaches to ``events``."""
+    meta = getattr(events, "metadata", None) or {}
+    return (str(meta.get("filename", "")), int(meta.get("entrystart", 0) or 0))
+
+
+def event_weights(events: Any) -> np.ndarray:
+    """Per-event generator weights as float64; ones where ``genWeight`` is absent (data)."""
+    if "genWeight" in events.fields:
+        return ak.to_numpy(events.genWeight).astype(np.float64)
+    return np.ones(len(events), dtype=np.float64)
+
+
+class Cutflow:
+    """Cumulative cutflow of ordered, named cuts, built from a :class:`PackedSelection`.
+
+    ``fill`` gives one chunk's accumulatable entry; ``finalize`` turns the merged
+    entries into ``{"cuts": [{"name": "all", "raw": N, "weighted": sumw}, ...],
+    "sumw": ..., "n_events": ...}`` where each cut counts the events passing it
+    and every cut before it, and ``sumw`` is the sum of weights of all events
+    read (the normalisation denominator).
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        names = tuple(names)
+        if "all" in names:
+            raise ValueError("cut name 'all' is reserved for the events read")
+        if len(set(names)) != len(names):
+            raise ValueError(f"cut names must be unique, got {names}")
+        self.names = names
+
+    def selection(self, masks: Mapping[str, Any]) -> PackedSelection:
+        """A :class:`PackedSelection` holding ``masks`` (one per cut name, in order; None counts as fail)."""
+        missing = [n for n in self.names if n not in masks]
+        if missing:
+            raise ValueError(f"no mask for cuts {missing}")
+        sel = PackedSelection(dtype="uint64")
+        for name in self.names:
+            mask = masks[name]
+            if isinstance(mask, ak.Array):
+                mask = ak.to_numpy(ak.fill_none(mask, False))
+            sel.add(name, np.asarray(mask, dtype=bool))
+        return sel
+
+    def fill(self, selection: PackedSelection, weights: np.ndarray) -> dict[str, dict[str, float | int]]:
+        """Raw and weighted cumulative counts of one chunk: ``{"all": {...}, cut1: {...}, ...}``."""
+        weights = np.asarray(weights, dtype=np.float64)
+        out: dict[str, dict[str, float | int]] = {
+            "all": {"raw": int(weights.size), "weighted": math.fsum(weights.tolist())}
+        }
+        for i, name in enumerate(self.names):
+            mask = np.asarray(selection.all(*self.names[: i + 1]), dtype=bool)
+            out[name] = {"raw": int(mask.sum()), "weighted": math.fsum(weights[mask].tolist())}
+        return out
+
+    def finalize(self, chunks: Mapping[ChunkKey, Mapping[str, Mapping[str, float | int]]]) -> dict[str, Any]:
+        """Sum the chunk entries into the cutflow dict (exact, order-independent sums)."""
+        cuts = []
+        for name in ("all", *self.names):
+            raw = sum(int(c[name]["raw"]) for c in chunks.values())
+            weighted = math.fsum(float(c[name]["weighted"]) for c in chunks.values())
+            cuts.append({"name": name, "raw": raw, "weighted": weighted})
+        return {"cuts": cuts, "sumw": cuts[0]["weighted"], "n_events": cuts[0]["raw"]}
+
+
+def chunk_columns(events: Any, columns: Mapping[str, Any]) -> dict[ChunkKey, dict[str, column_accumulator]]:
+    """Wrap one chunk's output columns (flat arrays, one entry per kept event) for accumulation."""
+    out: dict[str, column_accumulator] = {}
+    for name, values in columns.items():
+        if isinstance(values, ak.Array):
+            values = ak.to_numpy(values)
+        out[name] = column_accumulator(np.asarray(values))
+    return {chunk_key(events): out}
+
+
+def _ordered_keys(keys: Sequence[ChunkKey], files: Sequence[str]) -> list[ChunkKey]:
+    position = {str(f): i for i, f in enumerate(files)}
+    return sorted(keys, key=lambda k: (position.get(k[0], len(position)), k[0], k[1]))
+
+
+def columns_to_frame(
+    chunks: Mapping[ChunkKey, Mapping[str, column_accumulator]], files: Sequence[str], names: Sequence[str]
+) -> pd.DataFrame:
+    """Concatenate the chunk columns in file-then-entry order into a DataFrame with ``names``."""
+    keys = _ordered_keys(list(chunks), files)
+    data: dict[str, np.ndarray] = {}
+    for name in names:
+        parts = [np.asarray(chunks[k][name].value) for k in keys if name in chunks[k]]
+        data[name] = np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+    return pd.DataFrame(data, columns=list(names))
+
+
+def make_executor(executor: str, workers: int) -> IterativeExecutor | FuturesExecutor:
+    """The coffea executor named by config: ``"iterative"`` or ``"futures"`` with ``workers``."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor '{executor}' is unknown; choose one of {', '.join(EXECUTORS)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    if executor == "iterative":
+        return IterativeExecutor(status=False)
+    import loky  # the process pool coffea's FuturesExecutor uses by default
+
+    pool = functools.partial(loky.ProcessPoolExecutor, initializer=ignore_xref_warnings)
+    return FuturesExecutor(status=False, workers=workers, pool=pool)
+
+
+def run_processor(
+    files: Sequence[str],
+    processor: ProcessorABC,
+    *,
+    branches: Sequence[str],
+    stage: str,
+    executor: str = "iterative",
+    workers: int = 1,
+    chunksize: int = 100_000,
+    hint: str = "",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Check the inputs, then run ``processor`` over ``files`` with coffea and return the merged output.
+
+    ``branches`` are the branches the processor reads (checked in every file
+    before any processing).  The output is the processor's accumulator merged
+    over all chunks (see the module docstring for its layout); an input without
+    events gives ``{"cutflow": {}, "columns": {}}``.  ``progress`` shows coffea's
+    progress bars (off by default: they would clutter logs).
+    """
+    files = [str(f) for f in files]
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ConfigError(f"chunksize must be a positive integer, got {chunksize!r}")
+    runner_executor = make_executor(executor, workers)
+    check_inputs(files, branches, stage, hint)
+    runner = Runner(
+        executor=runner_executor,
+        pre_executor=IterativeExecutor(status=False),
+        chunksize=chunksize,
+        schema=_nanoaod_schema(),
+        metadata_cache={},  # files may be rewritten in place between runs
+    )
+    with quiet_nanoevents(), _quiet_progress(not progress):
+        out = runner({stage: files}, processor, treename="Events")
+    if not out:
+        out = {}
+    out.setdefault("cutflow", {})
+    out.setdefault("columns", {})
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_progress(quiet: bool) -> Iterator[None]:
+    """Mute coffea's rich progress bars (its executors' ``status=False`` does not hide them)."""
+    from coffea.util import coffea_console
+
+    saved = coffea_console.quiet
+    coffea_console.quiet = quiet or saved
+    try:
+        yield
+    finally:
+        coffea_console.quiet = saved
+
+
+def _nanoaod_schema() -> Any:
+    from coffea.nanoevents import NanoAODSchema
+
+    return NanoAODSchema

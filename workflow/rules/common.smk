@@ -1,0 +1,58 @@
+# Helpers shared by the rules: config sections as JSON, chunk lists, inputs.
+import json
+import math
+
+PY = "python -m hepchain"
+SAMPLES = list(config["samples"])
+
+
+wildcard_constraints:
+    sample="|".join(SAMPLES) if SAMPLES else "none",
+    chunk=r"\d+",
+    fold=r"\d+",
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def is_generated(sample):
+    return "generate" in config["samples"][sample]
+
+
+def n_chunks(sample):
+    gen = config["samples"][sample]["generate"]
+    return max(1, math.ceil(gen["events"] / gen["chunk_size"]))
+
+
+def chunk_metas(wildcards):
+    return [f"results/samples/{wildcards.sample}/gen/{c}.json" for c in range(n_chunks(wildcards.sample))]
+
+
+def pileup_inputs(wildcards):
+    mu = config["samples"][wildcards.sample]["generate"]["pileup_mu"]
+    return ["results/common/minbias.parquet"] if mu > 0 else []
+
+
+def nano_inputs(wildcards):
+    """Local NanoAOD inputs of a sample (generated chunks, or local files: entries)."""
+    sample = config["samples"][wildcards.sample]
+    if "generate" in sample:
+        return [f"results/samples/{wildcards.sample}/nano/{c}.root" for c in range(n_chunks(wildcards.sample))]
+    return [f for f in sample["files"] if "://" not in f]
+
+
+def nano_files(wildcards):
+    """All NanoAOD inputs of a sample, remote URLs included (read by uproot directly)."""
+    sample = config["samples"][wildcards.sample]
+    if "generate" in sample:
+        return nano_inputs(wildcards)
+    return sample["files"]
+
+
+def xsec_inputs(samples):
+    return [f"results/samples/{s}/xsec.json" for s in samples if is_generated(s)]
+
+
+def xsec_args(samples):
+    return " ".join(f"results/samples/{s}/xsec.json" if is_generated(s) else "config" for s in samples)
