@@ -1,12 +1,13 @@
 # hepchain: five HEP machine-learning studies as one reproducible DAG.
 # Main job: snakemake results/vh/binning.json --cores 8
+import os
 import sys
 
 from snakemake.utils import min_version
 
 min_version("8.0")
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 # A --configfile replaces the default wholesale (its samples must not leak into
@@ -25,7 +26,7 @@ if workflow.overwrite_configfiles:
 
 # Validate against workflow/schemas/config.schema.yaml: defaults filled in,
 # an unknown or misspelt key stops here with one line naming it.
-sys.path.insert(0, workflow.basedir + "/src")
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from hepchain.config import config_hash, validate_config
 from hepchain.errors import ConfigError
 

@@ -61,7 +61,7 @@ def test_sample_needs_generate_or_files_with_xsec() -> None:
 def test_bad_values_and_cross_references() -> None:
     raw = copy.deepcopy(DEFAULT)
     raw["vh"]["training"]["lr"] = -1
-    with pytest.raises(ConfigError, match="vh.training.lr"):
+    with pytest.raises(ConfigError, match=r"vh\.training\.lr"):
         validate_config(raw)
     raw = copy.deepcopy(DEFAULT)
     raw["vh"]["samples"].append("nosuch")
@@ -69,7 +69,7 @@ def test_bad_values_and_cross_references() -> None:
         validate_config(raw)
     raw = copy.deepcopy(DEFAULT)
     raw["samples"]["ww"]["class"] = "Diboson"
-    with pytest.raises(ConfigError, match="samples.ww.class"):
+    with pytest.raises(ConfigError, match=r"samples\.ww\.class"):
         validate_config(raw)
 
 

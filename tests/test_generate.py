@@ -49,7 +49,7 @@ def test_chunking() -> None:
 
 
 def test_unknown_generate_key_is_named() -> None:
-    with pytest.raises(ConfigError, match="samples.x.generate: unknown key 'evnts'"):
+    with pytest.raises(ConfigError, match=r"samples\.x\.generate: unknown key 'evnts'"):
         GenerationSpec.from_config({"processes": ["a"], "evnts": 3}, "samples.x.generate")
 
 

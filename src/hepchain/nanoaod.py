@@ -175,7 +175,7 @@ def _pinned_uproot_clock() -> Iterator[None]:
 
     class _FixedDatetime(_dt.datetime):
         @classmethod
-        def now(cls, tz: Any = None) -> _dt.datetime:  # noqa: ARG003
+        def now(cls, tz: Any = None) -> _dt.datetime:
             return _fixed_now()
 
     shim = types.SimpleNamespace(datetime=_FixedDatetime, timezone=_dt.timezone, timedelta=_dt.timedelta)

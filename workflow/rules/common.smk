@@ -1,8 +1,7 @@
 # Helpers shared by the rules: config sections as JSON, chunk lists, inputs.
 import json
 import math
-
-PY = "python -m hepchain"
+import os
 SAMPLES = list(config["samples"])
 
 

@@ -19,8 +19,10 @@ rule minbias_library:
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} generate --sample minbias --chunk 0 --seed {params.seed} --config {params.spec:q}"
+        "python -m hepchain generate --sample minbias --chunk 0 --seed {params.seed} --config {params.spec:q}"
         " --min-pt {params.min_pt} --out {output.events} --meta {output.meta} > {log} 2>&1"
 
 
@@ -38,8 +40,10 @@ rule generate:
     resources:
         mem_mb=3000,
         runtime=120,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} generate --sample {wildcards.sample} --chunk {wildcards.chunk} --seed {params.seed}"
+        "python -m hepchain generate --sample {wildcards.sample} --chunk {wildcards.chunk} --seed {params.seed}"
         " --config {params.spec:q} --out {output.events} --meta {output.meta} > {log} 2>&1"
 
 
@@ -53,5 +57,7 @@ rule cross_section:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} xsec --metas {input} --out {output} > {log} 2>&1"
+        "python -m hepchain xsec --metas {input} --out {output} > {log} 2>&1"

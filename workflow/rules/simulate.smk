@@ -19,6 +19,8 @@ rule simulate:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} simulate --gen {input.events} {params.pileup} --mu {params.mu} --sample {wildcards.sample}"
+        "python -m hepchain simulate --gen {input.events} {params.pileup} --mu {params.mu} --sample {wildcards.sample}"
         " --chunk {wildcards.chunk} --seed {params.seed} --config {params.detector:q} --out {output} > {log} 2>&1"

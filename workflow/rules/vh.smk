@@ -24,8 +24,10 @@ rule skim_vh:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} skim-vh --sample {wildcards.sample} --files {params.files} --selection {params.selection:q}"
+        "python -m hepchain skim-vh --sample {wildcards.sample} --files {params.files} --selection {params.selection:q}"
         " --executor {params.executor:q} --out {output.table} --cutflow {output.cutflow} > {log} 2>&1"
 
 
@@ -49,8 +51,10 @@ rule features_vh:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} features-vh --skims {input.skims} --cutflows {input.cutflows} --xsecs {params.xsecs}"
+        "python -m hepchain features-vh --skims {input.skims} --cutflows {input.cutflows} --xsecs {params.xsecs}"
         " --config {params.config:q} --out {output} > {log} 2>&1"
 
 
@@ -66,7 +70,7 @@ rule train_vh:
         config=as_json(
             {"training": VH["training"], "n_folds": VH["n_folds"], "classes": VH["classes"], "seed": config["seed"]}
         ),
-        outdir="results/vh/model/fold{fold}",
+        outdir=lambda w, output: os.path.dirname(output.onnx),
     log:
         "results/logs/vh/train/fold{fold}.log",
     benchmark:
@@ -76,8 +80,10 @@ rule train_vh:
         mem_mb=4000,
         runtime=120,
         gpu=0,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} train-vh --features {input} --fold {wildcards.fold} --config {params.config:q}"
+        "python -m hepchain train-vh --features {input} --fold {wildcards.fold} --config {params.config:q}"
         " --outdir {params.outdir} > {log} 2>&1"
 
 
@@ -94,8 +100,10 @@ rule infer_vh:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} infer-vh --features {input.features} --models {input.models} --out {output} > {log} 2>&1"
+        "python -m hepchain infer-vh --features {input.features} --models {input.models} --out {output} > {log} 2>&1"
 
 
 rule binning_vh:
@@ -113,7 +121,7 @@ rule binning_vh:
             {"binning": VH["binning"], "classes": VH["classes"], "luminosity_fb": config["luminosity_fb"]}
         ),
         config_hash=CONFIG_HASH,
-        figures="results/vh/figures",
+        figures=lambda w, output: os.path.dirname(output.figures[0]),
     log:
         "results/logs/vh/binning.log",
     benchmark:
@@ -121,7 +129,9 @@ rule binning_vh:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/hepchain.yaml"
     shell:
-        "{PY} binning-vh --features {input.features} --scores {input.scores} --config {params.config:q}"
+        "python -m hepchain binning-vh --features {input.features} --scores {input.scores} --config {params.config:q}"
         " --config-hash {params.config_hash} --out {output.binning} --figures {params.figures}"
         " --histories {input.histories} --cutflows {input.cutflows} > {log} 2>&1"

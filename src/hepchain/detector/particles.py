@@ -40,7 +40,7 @@ class Table:
         return Table({k: np.concatenate([t.columns[k] for t in tables]) for k in keys})
 
     def sorted_by_event(self, secondary: np.ndarray | None = None) -> Table:
-        order = np.lexsort((secondary,) + (self["evt"],)) if secondary is not None else np.argsort(self["evt"], kind="stable")
+        order = np.lexsort((secondary, self["evt"])) if secondary is not None else np.argsort(self["evt"], kind="stable")
         return self.take(order)
 
     def counts(self, n_events: int) -> np.ndarray:

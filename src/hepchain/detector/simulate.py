@@ -64,7 +64,7 @@ def simulate_events(
     genpart["local"] = (np.arange(len(genpart)) - np.repeat(np.cumsum(genpart.counts(n)) - genpart.counts(n), genpart.counts(n))).astype(np.int32)
     electrons, muons = build_leptons(pf, genpart, n, tune, rng)
 
-    truth_visible = hard.select((np.abs(hard["eta"]) < 5.0))
+    truth_visible = hard.select(np.abs(hard["eta"]) < 5.0)
     heavy = from_jagged(gen.heavy, ["pt", "eta", "phi", "flavour"])
     jets, genjets, links, rho = build_jets(pf, truth_visible, heavy, n, tune, rng)
 
@@ -170,12 +170,14 @@ def simulate_chunk(
     rng = np.random.default_rng(seed)
     pileup = PileupLibrary.load(pileup_path) if (pileup_path is not None and mu > 0) else None
     n_total = len(gen_all)
-    with NanoAODWriter(out_path, seed=f"{sample}:{chunk}:{tune.name}") as writer:
-        with tqdm(total=n_total, desc=f"simulate {sample}[{chunk}]", unit="ev", disable=not progress, mininterval=2.0) as bar:
-            for start in range(0, n_total, sub_chunk):
-                block = gen_all[start : start + sub_chunk]
-                arrays = simulate_events(block, tune=tune, rng=rng, pileup=pileup, mu=mu, store_pfcands=store_pfcands)
-                arrays["luminosityBlock"] = np.full(len(block), chunk + 1, dtype=np.uint32)
-                writer.extend(arrays)
-                bar.update(len(block))
+    with (
+        NanoAODWriter(out_path, seed=f"{sample}:{chunk}:{tune.name}") as writer,
+        tqdm(total=n_total, desc=f"simulate {sample}[{chunk}]", unit="ev", disable=not progress, mininterval=2.0) as bar,
+    ):
+        for start in range(0, n_total, sub_chunk):
+            block = gen_all[start : start + sub_chunk]
+            arrays = simulate_events(block, tune=tune, rng=rng, pileup=pileup, mu=mu, store_pfcands=store_pfcands)
+            arrays["luminosityBlock"] = np.full(len(block), chunk + 1, dtype=np.uint32)
+            writer.extend(arrays)
+            bar.update(len(block))
     return {"sample": sample, "chunk": chunk, "events": n_total, "seed": seed, "tune": tune.name}

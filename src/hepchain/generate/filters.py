@@ -57,10 +57,10 @@ def make_filter(name: str) -> Any:
         def __init__(self) -> None:
             pythia8mc.UserHooks.__init__(self)
 
-        def canVetoProcessLevel(self) -> bool:  # noqa: N802 (Pythia API)
+        def canVetoProcessLevel(self) -> bool:
             return True
 
-        def doVetoProcessLevel(self, process: Any) -> bool:  # noqa: N802 (Pythia API)
+        def doVetoProcessLevel(self, process: Any) -> bool:
             return bool(veto(process))
 
     return _Hook()

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m hepchain.bench <name>``; ratios against a reference measured in the same run."""
