@@ -7,6 +7,7 @@ which the expected survivors and cutflow follow.
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import warnings
@@ -22,7 +23,9 @@ from hepchain.nanoaod import write_nanoaod
 from hepchain.skim.common import Cutflow, check_inputs
 from hepchain.skim.vh import COLUMNS, CUTS, DFOSSelection, run_vh_skim
 
-REAL_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+REAL_FILE = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning"),
@@ -31,27 +34,70 @@ pytestmark = [
 ]
 
 ELE_FIELDS = {
-    "pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np.float32, "charge": np.int32,
-    "pdgId": np.int32, "pfRelIso03_all": np.float32, "cutBased": np.int32, "dxy": np.float32, "dz": np.float32,
+    "pt": np.float32,
+    "eta": np.float32,
+    "phi": np.float32,
+    "mass": np.float32,
+    "charge": np.int32,
+    "pdgId": np.int32,
+    "pfRelIso03_all": np.float32,
+    "cutBased": np.int32,
+    "dxy": np.float32,
+    "dz": np.float32,
 }
 MU_FIELDS = {
-    "pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np.float32, "charge": np.int32,
-    "pdgId": np.int32, "pfRelIso04_all": np.float32, "tightId": np.bool_, "dxy": np.float32, "dz": np.float32,
+    "pt": np.float32,
+    "eta": np.float32,
+    "phi": np.float32,
+    "mass": np.float32,
+    "charge": np.int32,
+    "pdgId": np.int32,
+    "pfRelIso04_all": np.float32,
+    "tightId": np.bool_,
+    "dxy": np.float32,
+    "dz": np.float32,
 }
-JET_FIELDS = {"pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np.float32, "btagDeepFlavB": np.float32, "jetId": np.int32}
+JET_FIELDS = {
+    "pt": np.float32,
+    "eta": np.float32,
+    "phi": np.float32,
+    "mass": np.float32,
+    "btagDeepFlavB": np.float32,
+    "jetId": np.int32,
+}
 
 
 def ele(**kw: Any) -> dict[str, Any]:
     """A selected electron (e-) unless overridden."""
-    base = {"pt": 40.0, "eta": 0.5, "phi": 0.0, "mass": 0.000511, "charge": -1, "pdgId": 11,
-            "pfRelIso03_all": 0.01, "cutBased": 4, "dxy": 0.001, "dz": 0.01}
+    base = {
+        "pt": 40.0,
+        "eta": 0.5,
+        "phi": 0.0,
+        "mass": 0.000511,
+        "charge": -1,
+        "pdgId": 11,
+        "pfRelIso03_all": 0.01,
+        "cutBased": 4,
+        "dxy": 0.001,
+        "dz": 0.01,
+    }
     return base | kw
 
 
 def mu(**kw: Any) -> dict[str, Any]:
     """A selected muon (mu+) unless overridden."""
-    base = {"pt": 30.0, "eta": -0.3, "phi": 2.5, "mass": 0.1057, "charge": 1, "pdgId": -13,
-            "pfRelIso04_all": 0.02, "tightId": True, "dxy": 0.001, "dz": 0.01}
+    base = {
+        "pt": 30.0,
+        "eta": -0.3,
+        "phi": 2.5,
+        "mass": 0.1057,
+        "charge": 1,
+        "pdgId": -13,
+        "pfRelIso04_all": 0.02,
+        "tightId": True,
+        "dxy": 0.001,
+        "dz": 0.01,
+    }
     return base | kw
 
 
@@ -77,7 +123,9 @@ def _collection(events: list[dict[str, Any]], key: str, fields: dict[str, Any], 
     )
 
 
-def write_events(path: Path, events: list[dict[str, Any]], *, gen_weight: bool = True, skip_muon: tuple[str, ...] = ()) -> Path:
+def write_events(
+    path: Path, events: list[dict[str, Any]], *, gen_weight: bool = True, skip_muon: tuple[str, ...] = ()
+) -> Path:
     """Write ``events`` (dicts with electrons, muons, jets, w, and optional MET) as NanoAOD."""
     n = len(events)
     arrays: dict[str, Any] = {
@@ -112,7 +160,14 @@ def _mll_phi(m: float, pt1: float, pt2: float) -> float:
 # (label, first cut the event fails or None, electrons, muons, jets, genWeight); weights are exact in float32
 CASES: list[tuple[str, str | None, list, list, list, float]] = [
     ("base", None, [ele()], [mu()], jets2(), 1.5),
-    ("third_lepton", "two_leptons", [ele()], [mu(), mu(pt=20.0, eta=-2.0, phi=-0.5, charge=-1, pdgId=13)], jets2(), 2.0),
+    (
+        "third_lepton",
+        "two_leptons",
+        [ele()],
+        [mu(), mu(pt=20.0, eta=-2.0, phi=-0.5, charge=-1, pdgId=13)],
+        jets2(),
+        2.0,
+    ),
     ("only_electron", "two_leptons", [ele()], [], jets2(), 0.25),
     ("no_objects", "two_leptons", [], [], [], 3.0),
     ("electron_in_crack", "two_leptons", [ele(eta=1.45)], [mu()], jets2(), 1.25),
@@ -133,10 +188,22 @@ CASES: list[tuple[str, str | None, list, list, list, float]] = [
     ("lead_pt_22p1", None, [ele(pt=22.1)], [mu(pt=20.0)], jets2(), 1.75),
     ("lead_pt_21p9", "lead_pt", [ele(pt=21.9)], [mu(pt=20.0)], jets2(), 0.5),
     ("lead_muon_22p1", None, [ele(pt=16.0)], [mu(pt=22.1)], jets2(), 1.0),
-    ("mll_10p5", None, [ele(pt=25.0, eta=0.2, phi=0.0, mass=0.0)],
-     [mu(pt=16.0, eta=0.2, phi=_mll_phi(10.5, 25.0, 16.0), mass=0.0)], jets2(), 1.0),
-    ("mll_9p5", "mll", [ele(pt=25.0, eta=0.2, phi=0.0, mass=0.0)],
-     [mu(pt=16.0, eta=0.2, phi=_mll_phi(9.5, 25.0, 16.0), mass=0.0)], jets2(), -1.25),
+    (
+        "mll_10p5",
+        None,
+        [ele(pt=25.0, eta=0.2, phi=0.0, mass=0.0)],
+        [mu(pt=16.0, eta=0.2, phi=_mll_phi(10.5, 25.0, 16.0), mass=0.0)],
+        jets2(),
+        1.0,
+    ),
+    (
+        "mll_9p5",
+        "mll",
+        [ele(pt=25.0, eta=0.2, phi=0.0, mass=0.0)],
+        [mu(pt=16.0, eta=0.2, phi=_mll_phi(9.5, 25.0, 16.0), mass=0.0)],
+        jets2(),
+        -1.25,
+    ),
     ("jet_pt_25p1", None, [ele()], [mu()], jets2(pt=25.1), 1.0),
     ("jet_pt_24p9", "two_jets", [ele()], [mu()], jets2(pt=24.9), 1.5),
     ("jet_overlaps_electron", "two_jets", [ele()], [mu()], jets2(eta=0.8, phi=0.0), 1.0),  # dR = 0.3
@@ -145,14 +212,20 @@ CASES: list[tuple[str, str | None, list, list, list, float]] = [
     ("jet_fails_id", "two_jets", [ele()], [mu()], jets2(jetId=0), 1.0),
     ("btag_0p28", "zero_bjets", [ele()], [mu()], [jet(btagDeepFlavB=0.28), jets2()[1]], 2.5),
     ("btag_0p27", None, [ele()], [mu()], [jet(btagDeepFlavB=0.27), jets2()[1]], 1.0),
-    ("bjet_on_muon_removed", None, [ele()], [mu()], [*jets2(), jet(pt=80.0, eta=-0.4, phi=2.6, btagDeepFlavB=0.9)], 1.0),
+    (
+        "bjet_on_muon_removed",
+        None,
+        [ele()],
+        [mu()],
+        [*jets2(), jet(pt=80.0, eta=-0.4, phi=2.6, btagDeepFlavB=0.9)],
+        1.0,
+    ),
 ]
 
 
 def _events() -> list[dict[str, Any]]:
     return [
-        {"event": 1000 + i, "electrons": e, "muons": m, "jets": j, "w": w}
-        for i, (_, _, e, m, j, w) in enumerate(CASES)
+        {"event": 1000 + i, "electrons": e, "muons": m, "jets": j, "w": w} for i, (_, _, e, m, j, w) in enumerate(CASES)
     ]
 
 
@@ -238,7 +311,9 @@ def test_chunking_and_file_order_do_not_change_the_result(skim_file: Path, skim_
 
 def test_futures_executor_matches_iterative(skim_file: Path, skim_result: tuple) -> None:
     table, cutflow = skim_result
-    table2, cutflow2 = run_vh_skim([str(skim_file)], selection=DFOSSelection(), executor="futures", workers=2, chunksize=10)
+    table2, cutflow2 = run_vh_skim(
+        [str(skim_file)], selection=DFOSSelection(), executor="futures", workers=2, chunksize=10
+    )
     assert table2.equals(table)
     assert cutflow2 == cutflow
 
@@ -356,7 +431,7 @@ LOOSE = {
 
 def _monotonic(cutflow: dict) -> bool:
     raw = [c["raw"] for c in cutflow["cuts"]]
-    return all(a >= b for a, b in zip(raw, raw[1:]))
+    return all(a >= b for a, b in itertools.pairwise(raw))
 
 
 def test_real_file_default_selection() -> None:

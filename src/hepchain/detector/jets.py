@@ -14,7 +14,7 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from .particles import Table, delta_r2, energy, pairs_within_event
+from .particles import Table, delta_r2, energy, local_index, nearest_within, pairs_within_event
 from .pflow import PF_ELECTRON, PF_MUON, PF_NEUTRAL, PF_PHOTON
 from .tune import Tune
 
@@ -67,8 +67,6 @@ def cluster(objects: Table, n_events: int, radius: float, pt_min: float) -> tupl
     order = np.lexsort((-jpt, jevt))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    jet_starts = np.concatenate([[0], np.cumsum(jcounts)[:-1]])
-    sorted_flat_index = rank  # position of each original jet in the sorted table
     jets_table = Table(
         {
             "evt": jevt[order],
@@ -79,8 +77,9 @@ def cluster(objects: Table, n_events: int, radius: float, pt_min: float) -> tupl
             "n_const": n_const[order],
         }
     )
-    link_sorted_jet = sorted_flat_index[link_jet_flat]
+    link_sorted_jet = rank[link_jet_flat]  # position of each link's jet in the sorted table
     link_evt = jevt[link_jet_flat]
+    jet_starts = np.concatenate([[0], np.cumsum(jcounts)[:-1]])
     links = Table(
         {
             "evt": link_evt,
@@ -102,23 +101,6 @@ def grid_rho(pf: Table, n_events: int) -> np.ndarray:
     cell = pf["evt"][neutral] * n_cells + ieta * (len(_GRID_PHI) - 1) + iphi
     density = np.bincount(cell, weights=pf["pt"][neutral], minlength=n_events * n_cells) / _CELL_AREA
     return np.median(density.reshape(n_events, n_cells), axis=1)
-
-
-def nearest_match(a: Table, b: Table, n_events: int, max_dr: float) -> np.ndarray:
-    """Index within the event of the nearest ``b`` object within ``max_dr`` of each ``a`` object, else -1."""
-    out = np.full(len(a), -1, dtype=np.int32)
-    if len(a) == 0 or len(b) == 0:
-        return out
-    ia, ib = pairs_within_event(a["evt"], b["evt"], n_events)
-    dr2 = delta_r2(a["eta"][ia], a["phi"][ia], b["eta"][ib], b["phi"][ib])
-    ok = dr2 < max_dr**2
-    ia, ib, dr2 = ia[ok], ib[ok], dr2[ok]
-    order = np.lexsort((dr2, ia))
-    ia, ib = ia[order], ib[order]
-    first = np.concatenate([[True], ia[1:] != ia[:-1]]) if len(ia) else np.zeros(0, bool)
-    b_starts = np.concatenate([[0], np.cumsum(np.bincount(b["evt"], minlength=n_events))[:-1]])
-    out[ia[first]] = (ib[first] - b_starts[b["evt"][ib[first]]]).astype(np.int32)
-    return out
 
 
 def hadron_flavour(jets: Table, heavy: Table, n_events: int, radius: float) -> np.ndarray:
@@ -194,7 +176,7 @@ def build_jets(
     gen_raw, _ = cluster(truth, n_events, tune.jet_radius, pt_min=tune.genjet_pt_min)
     genjets = gen_raw
 
-    jets["genJetIdx"] = nearest_match(jets, genjets, n_events, tune.jet_radius / 2)
+    jets["genJetIdx"] = local_index(nearest_within(jets, genjets, n_events, tune.jet_radius / 2), genjets, n_events)
     jets["hadronFlavour"] = hadron_flavour(jets, heavy, n_events, tune.jet_radius)
     genjets["hadronFlavour"] = hadron_flavour(genjets, heavy, n_events, tune.jet_radius)
     jets["btagDeepFlavB"] = btag_score(jets["hadronFlavour"], jets["eta"], tune, rng)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .particles import Table, delta_r2, pairs_within_event
+from .particles import Table, delta_r2, nearest_within, pairs_within_event
 from .pflow import PF_ELECTRON, PF_MUON, PF_NEUTRAL, PF_PHOTON, electron_tight_efficiency
 from .tune import Tune
 
@@ -37,19 +37,9 @@ def isolation(leptons: Table, pf: Table, n_events: int, cone: float) -> np.ndarr
 
 def match_to_genpart(leptons: Table, gen: Table, n_events: int, abs_id: int) -> np.ndarray:
     """Index (within the event) of the nearest GenPart of the same flavour within dR < 0.1, else -1."""
-    out = np.full(len(leptons), -1, dtype=np.int32)
     cand = gen.select(np.abs(gen["pdgId"]) == abs_id)
-    if len(leptons) == 0 or len(cand) == 0:
-        return out
-    il, ig = pairs_within_event(leptons["evt"], cand["evt"], n_events)
-    dr2 = delta_r2(leptons["eta"][il], leptons["phi"][il], cand["eta"][ig], cand["phi"][ig])
-    ok = dr2 < 0.01
-    il, ig, dr2 = il[ok], ig[ok], dr2[ok]
-    order = np.lexsort((dr2, il))
-    il, ig = il[order], ig[order]
-    first = np.concatenate([[True], il[1:] != il[:-1]]) if len(il) else np.zeros(0, bool)
-    out[il[first]] = cand["local"][ig[first]]
-    return out
+    flat = nearest_within(leptons, cand, n_events, 0.1)
+    return np.where(flat >= 0, cand["local"][np.maximum(flat, 0)] if len(cand) else -1, -1).astype(np.int32)
 
 
 def build_leptons(pf: Table, gen: Table, n_events: int, tune: Tune, rng: np.random.Generator) -> tuple[Table, Table]:
@@ -81,7 +71,6 @@ def build_leptons(pf: Table, gen: Table, n_events: int, tune: Tune, rng: np.rand
             # cumulative ID levels: tight < medium < loose < veto (looser levels accept more)
             levels = np.stack([np.minimum(1.0, tight + d) for d in (0.0, 0.05, 0.09, 0.12)])
             cols["cutBased"] = (u[None, :] < levels).sum(axis=0).astype(np.int32)
-            cols["cutBased"] = np.where(cols["cutBased"] > 0, cols["cutBased"], 0).astype(np.int32)
         else:
             cols["pfRelIso04_all"] = isolation(lep, pf, n_events, 0.4)
             cols["tightId"] = u < tune.muon_tight_eff

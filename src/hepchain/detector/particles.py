@@ -91,6 +91,29 @@ def pairs_within_event(evt_a: np.ndarray, evt_b_sorted: np.ndarray, n_events: in
     return ia, first + within
 
 
+def nearest_within(a: Table, b: Table, n_events: int, max_dr: float) -> np.ndarray:
+    """Flat index into ``b`` of the object nearest in dR to each ``a`` object in its event within ``max_dr``, else -1."""
+    out = np.full(len(a), -1, dtype=np.int64)
+    if len(a) == 0 or len(b) == 0:
+        return out
+    ia, ib = pairs_within_event(a["evt"], b["evt"], n_events)
+    dr2 = delta_r2(a["eta"][ia], a["phi"][ia], b["eta"][ib], b["phi"][ib])
+    ok = dr2 < max_dr**2
+    ia, ib, dr2 = ia[ok], ib[ok], dr2[ok]
+    order = np.lexsort((dr2, ia))
+    ia, ib = ia[order], ib[order]
+    first = np.concatenate([[True], ia[1:] != ia[:-1]]) if len(ia) else np.zeros(0, bool)
+    out[ia[first]] = ib[first]
+    return out
+
+
+def local_index(flat: np.ndarray, table: Table, n_events: int) -> np.ndarray:
+    """Turn flat indices into ``table`` (-1 for none) into indices within each event."""
+    starts = np.concatenate([[0], np.cumsum(table.counts(n_events))[:-1]])
+    evt = table["evt"][np.maximum(flat, 0)] if len(table) else np.zeros(len(flat), dtype=np.int64)
+    return np.where(flat >= 0, flat - starts[evt], -1).astype(np.int32)
+
+
 def charge_of(pdg_id: np.ndarray) -> np.ndarray:
     """Charge of the stable particles Pythia leaves (e, mu, pi, K, p and their antiparticles)."""
     a = np.abs(pdg_id)

@@ -45,9 +45,7 @@ class Feature:
         """Evaluate on ``table``: a float64 array with one value per row."""
         values = np.asarray(self.function(table), dtype=np.float64)
         if values.shape != (len(table),):
-            raise HepchainError(
-                f"feature '{self.name}' returned shape {values.shape}, expected ({len(table)},)"
-            )
+            raise HepchainError(f"feature '{self.name}' returned shape {values.shape}, expected ({len(table)},)")
         return values
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,8 +102,7 @@ class FeatureSpec:
             for column in f.inputs:
                 if column not in present:
                     raise HepchainError(
-                        f"{source}: column '{column}' needed by feature '{f.name}' of study "
-                        f"'{self.study}' is missing"
+                        f"{source}: column '{column}' needed by feature '{f.name}' of study '{self.study}' is missing"
                     )
 
     def compute(self, table: pd.DataFrame, source: str = "skim table") -> pd.DataFrame:

@@ -126,7 +126,10 @@ def _col(table: pd.DataFrame, name: str) -> Array:
 
 def _p4(table: pd.DataFrame, prefix: str) -> tuple[Array, Array, Array, Array]:
     return four_momentum(
-        _col(table, f"{prefix}_pt"), _col(table, f"{prefix}_eta"), _col(table, f"{prefix}_phi"), _col(table, f"{prefix}_mass")
+        _col(table, f"{prefix}_pt"),
+        _col(table, f"{prefix}_eta"),
+        _col(table, f"{prefix}_phi"),
+        _col(table, f"{prefix}_mass"),
     )
 
 
@@ -203,12 +206,24 @@ VH_SPEC = FeatureSpec(
     features=(
         Feature("pt_l0", "GeV", "leading lepton transverse momentum", lambda t: _col(t, "l0_pt"), ("l0_pt",)),
         Feature("pt_l1", "GeV", "subleading lepton transverse momentum", lambda t: _col(t, "l1_pt"), ("l1_pt",)),
-        Feature("dphi_ll", "rad", "|delta phi| between the two leptons, in [0, pi]", _f_dphi("l0", "l1"), ("l0_phi", "l1_phi")),
+        Feature(
+            "dphi_ll",
+            "rad",
+            "|delta phi| between the two leptons, in [0, pi]",
+            _f_dphi("l0", "l1"),
+            ("l0_phi", "l1_phi"),
+        ),
         Feature("dy_ll", "", "|delta rapidity| between the two leptons", _f_dy("l0", "l1"), _L),
         Feature("m_ll", "GeV", "dilepton invariant mass", _f_mass("l0", "l1"), _L),
         Feature("pt_j0", "GeV", "leading jet transverse momentum", lambda t: _col(t, "j0_pt"), ("j0_pt",)),
         Feature("pt_j1", "GeV", "subleading jet transverse momentum", lambda t: _col(t, "j1_pt"), ("j1_pt",)),
-        Feature("dphi_jj", "rad", "|delta phi| between the two leading jets, in [0, pi]", _f_dphi("j0", "j1"), ("j0_phi", "j1_phi")),
+        Feature(
+            "dphi_jj",
+            "rad",
+            "|delta phi| between the two leading jets, in [0, pi]",
+            _f_dphi("j0", "j1"),
+            ("j0_phi", "j1_phi"),
+        ),
         Feature("dy_jj", "", "|delta rapidity| between the two leading jets", _f_dy("j0", "j1"), _J),
         Feature("m_jj", "GeV", "invariant mass of the two leading jets", _f_mass("j0", "j1"), _J),
         Feature(
@@ -216,16 +231,22 @@ VH_SPEC = FeatureSpec(
             "GeV",
             "collinear-approximation ditau mass (hep-ph/9911385) with PF MET; 0 where x1 <= 0, x2 <= 0 or singular",
             m_tautau,
-            _L + ("met_pt", "met_phi"),
+            (*_L, "met_pt", "met_phi"),
         ),
         Feature(
             "m_T",
             "GeV",
             "transverse mass of dilepton + MET, ATLAS HWW definition with E_T^ll = sqrt(pT_ll^2 + m_ll^2)",
             transverse_mass,
-            _L + ("met_pt", "met_phi"),
+            (*_L, "met_pt", "met_phi"),
         ),
-        Feature("met_track", "GeV", "track-based missing transverse momentum (TkMET)", lambda t: _col(t, "tkmet_pt"), ("tkmet_pt",)),
+        Feature(
+            "met_track",
+            "GeV",
+            "track-based missing transverse momentum (TkMET)",
+            lambda t: _col(t, "tkmet_pt"),
+            ("tkmet_pt",),
+        ),
         Feature(
             "ht_soft",
             "GeV",
@@ -233,7 +254,13 @@ VH_SPEC = FeatureSpec(
             ht_soft,
             ("l0_pt", "l1_pt", "sum_jet_pt", "soft_ht"),
         ),
-        Feature("met_sig", "", "MET significance as stored in NanoAOD", lambda t: _col(t, "met_significance"), ("met_significance",)),
+        Feature(
+            "met_sig",
+            "",
+            "MET significance as stored in NanoAOD",
+            lambda t: _col(t, "met_significance"),
+            ("met_significance",),
+        ),
         Feature(
             "pt_total_track",
             "GeV",
@@ -273,6 +300,8 @@ def assign_folds(event: np.ndarray, sample: str, n_folds: int, seed: int) -> np.
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
         raise ConfigError(f"n_folds must be a positive integer, got {n_folds!r}")
     events = np.asarray(event)
+    if events.size == 0:
+        return np.zeros(0, dtype=np.int64)
     if events.dtype.kind not in "iu":
         raise HepchainError(f"assign_folds: event numbers must be integers, got dtype {events.dtype}")
     events = events.astype(np.int64).view(np.uint64) if events.dtype.kind == "i" else events.astype(np.uint64)
@@ -309,7 +338,10 @@ def build_feature_table(
             raise ConfigError(f"sample '{sample}' has a skim but no class label (sample_class)")
         if sample not in norm:
             raise ConfigError(f"sample '{sample}' has a skim but no normalisation (norm)")
-        features = VH_SPEC.compute(table, source=f"skim of sample '{sample}'").reset_index(drop=True)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # bad inputs are reported below
+            features = VH_SPEC.compute(table, source=f"skim of sample '{sample}'").reset_index(drop=True)
+        if features.empty:
+            continue
         for name in VH_SPEC.names:
             bad = int((~np.isfinite(features[name].to_numpy())).sum())
             if bad:
@@ -318,7 +350,9 @@ def build_feature_table(
         weight = gen_weight * float(norm[sample])
         bad = int((~np.isfinite(weight)).sum())
         if bad:
-            raise HepchainError(f"weight is NaN or infinite in {bad} event(s) of sample '{sample}' (norm {norm[sample]!r})")
+            raise HepchainError(
+                f"weight is NaN or infinite in {bad} event(s) of sample '{sample}' (norm {norm[sample]!r})"
+            )
         event = table["event"].to_numpy()
         features["weight"] = weight
         features["label"] = np.full(len(table), int(sample_class[sample]), dtype=np.int64)

@@ -45,14 +45,17 @@ import pandas as pd
 from coffea.processor import ProcessorABC
 
 from ..errors import ConfigError
-from ..features.vh import delta_phi, four_momentum, invariant_mass
+from ..features.vh import four_momentum, invariant_mass
 from .common import Cutflow, chunk_columns, columns_to_frame, event_weights, run_processor
 
 STAGE = "vh skim"
 
 #: Branches the skim reads; every input must have them (genWeight is optional).
 BRANCHES: tuple[str, ...] = (
-    *(f"Electron_{f}" for f in ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso03_all", "cutBased", "dxy", "dz")),
+    *(
+        f"Electron_{f}"
+        for f in ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso03_all", "cutBased", "dxy", "dz")
+    ),
     *(f"Muon_{f}" for f in ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso04_all", "tightId", "dxy", "dz")),
     *(f"Jet_{f}" for f in ("pt", "eta", "phi", "mass", "btagDeepFlavB", "jetId")),
     "MET_pt",
@@ -66,7 +69,15 @@ BRANCHES: tuple[str, ...] = (
 )
 
 #: The event cuts, in cutflow order.
-CUTS: tuple[str, ...] = ("two_leptons", "different_flavour", "opposite_sign", "lead_pt", "mll", "two_jets", "zero_bjets")
+CUTS: tuple[str, ...] = (
+    "two_leptons",
+    "different_flavour",
+    "opposite_sign",
+    "lead_pt",
+    "mll",
+    "two_jets",
+    "zero_bjets",
+)
 
 #: Output columns of the skim table, in order.
 COLUMNS: tuple[str, ...] = (
@@ -224,7 +235,9 @@ class DFOSProcessor(ProcessorABC):
             }
         )
         jet_id = ak.values_astype(j.jetId, np.int64)
-        mask = (jets.pt > s.jet_pt_min) & (abs(jets.eta) < s.jet_abs_eta_max) & ((jet_id & s.jet_id_mask) == s.jet_id_mask)
+        mask = (
+            (jets.pt > s.jet_pt_min) & (abs(jets.eta) < s.jet_abs_eta_max) & ((jet_id & s.jet_id_mask) == s.jet_id_mask)
+        )
         jets = jets[mask]
         pairs = ak.cartesian({"j": jets, "l": leptons}, axis=1, nested=True)
         deta = pairs.j.eta - pairs.l.eta
@@ -343,5 +356,7 @@ def run_vh_skim(
 
 def _dtypes() -> dict[str, Any]:
     types: dict[str, Any] = {c: np.float64 for c in COLUMNS}
-    types.update({"event": np.uint64, "l0_pdgId": np.int32, "l1_pdgId": np.int32, "njets": np.int32, "nbjets": np.int32})
+    types.update(
+        {"event": np.uint64, "l0_pdgId": np.int32, "l1_pdgId": np.int32, "njets": np.int32, "nbjets": np.int32}
+    )
     return types
