@@ -78,7 +78,8 @@ def _generate(ns: argparse.Namespace) -> None:
 @args(lambda p: (p.add_argument("--metas", nargs="+", required=True, type=Path), p.add_argument("--out", required=True, type=Path)))
 @command("xsec", "combine the chunk metadata of a sample into its cross section and sum of weights")
 def _xsec(ns: argparse.Namespace) -> None:
-    from .generate.pythia import combine_chunk_metadata, write_json_atomic
+    from .generate.pythia import combine_chunk_metadata
+    from .io import write_json_atomic
 
     metas = []
     for path in ns.metas:
@@ -131,8 +132,7 @@ def _simulate(ns: argparse.Namespace) -> None:
 )
 @command("skim-vh", "DFOS e-mu preselection (coffea) of one sample; table + cutflow")
 def _skim_vh(ns: argparse.Namespace) -> None:
-    from .generate.pythia import write_json_atomic
-    from .io import write_table_atomic
+    from .io import write_json_atomic, write_table_atomic
     from .skim.vh import DFOSSelection, run_vh_skim
 
     executor = _json(ns.executor)
@@ -267,8 +267,7 @@ def _infer_vh(ns: argparse.Namespace) -> None:
 )
 @command("binning-vh", "optimise the VH discriminant binning (Asimov Z0), compare with the cut-based selection, plot")
 def _binning_vh(ns: argparse.Namespace) -> None:
-    from .generate.pythia import write_json_atomic
-    from .io import read_table
+    from .io import read_table, write_json_atomic
     from .studies.vh import binning_report
 
     cfg = _json(ns.config)

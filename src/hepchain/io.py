@@ -1,10 +1,13 @@
-"""Tables on disk: parquet, written atomically, read with one-line errors."""
+"""Outputs on disk, written atomically (temporary name, then rename); tables read with one-line errors."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
+import awkward as ak
 import pandas as pd
 
 from .errors import InputFileError
@@ -28,3 +31,19 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise InputFileError(f"{path}: not a readable parquet table ({type(exc).__name__}: {exc})") from exc
     return table
+
+
+def write_parquet_atomic(array: ak.Array, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    ak.to_parquet(array, tmp, compression="zstd", compression_level=3)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

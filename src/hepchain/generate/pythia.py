@@ -27,9 +27,7 @@ the power of its multiplicity per event.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ import awkward as ak
 import numpy as np
 
 from ..errors import ConfigError
+from ..io import write_json_atomic, write_parquet_atomic
 from .seeds import derive_seed
 
 MB_TO_PB = 1e9
@@ -155,17 +154,15 @@ def _is_heavy_hadron(abs_id: np.ndarray, quark: int) -> np.ndarray:
     """True for hadrons containing quark ``quark`` as heaviest quark (PDG numbering)."""
     meson = (abs_id // 100) % 10 == quark
     baryon = (abs_id // 1000) % 10 == quark
-    return (abs_id > 100) & (meson | baryon) & (abs_id < 10000)
+    return (abs_id > 100) & (abs_id < 1_000_000) & (meson | baryon)
 
 
 def _origin_code(parent_abs_id: np.ndarray) -> np.ndarray:
     out = np.full(parent_abs_id.shape, 3, dtype=np.int8)
     out[np.isin(parent_abs_id, (22, 23, 24, 25, 6))] = 1
     out[parent_abs_id == 15] = 15
-    is_c = _is_heavy_hadron(parent_abs_id, 4)
-    is_b = _is_heavy_hadron(parent_abs_id, 5) | ((parent_abs_id // 100) % 10 == 5) & (parent_abs_id > 500)
-    out[is_c] = 4
-    out[is_b] = 5
+    out[_is_heavy_hadron(parent_abs_id, 4)] = 4
+    out[_is_heavy_hadron(parent_abs_id, 5)] = 5
     return out
 
 
@@ -358,22 +355,6 @@ def generate_chunk(
     write_parquet_atomic(record, out_parquet)
     write_json_atomic(meta, out_meta)
     return meta
-
-
-def write_parquet_atomic(array: ak.Array, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    ak.to_parquet(array, tmp, compression="zstd", compression_level=3)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def combine_chunk_metadata(metas: list[dict[str, Any]]) -> dict[str, Any]:
