@@ -138,15 +138,19 @@ def open_branching_fraction(pythia: Any, pdg_id: int) -> float:
 # --------------------------------------------------------------------------- reduction
 
 
-def _walk_same_id(mother: ak.Array, pid: ak.Array, idx: ak.Array, steps: int = 40) -> ak.Array:
-    """Move ``idx`` up the mother chain while the mother is a copy with the same |id|."""
-    own = abs(pid[idx])
+def _walk_same_id(mother: np.ndarray, pid: np.ndarray, idx: np.ndarray, steps: int = 60) -> np.ndarray:
+    """Move global indices ``idx`` up the mother chain while the mother is a copy with the same |id|.
+
+    ``mother`` holds global mother indices (-1 for none).
+    """
+    idx = idx.copy()
+    own = np.abs(pid[idx])
     for _ in range(steps):
         mom = mother[idx]
-        same = (mom > 0) & (abs(pid[mom]) == own)
-        if not ak.any(same):
+        same = (mom >= 0) & (np.abs(pid[np.maximum(mom, 0)]) == own)
+        if not same.any():
             break
-        idx = ak.where(same, mom, idx)
+        idx = np.where(same, mom, idx)
     return idx
 
 
@@ -173,125 +177,114 @@ def _charge_table(pythia: Any, ids: np.ndarray) -> np.ndarray:
     return np.rint(charges[inverse]).astype(np.int8) if len(ids) else np.zeros(0, np.int8)
 
 
-def _kinematics(p: ak.Array) -> tuple[ak.Array, ak.Array, ak.Array, ak.Array]:
-    px, py, pz, e = p.px, p.py, p.pz, p.e
-    pt = np.hypot(px, py)
-    eta = np.arcsinh(pz / np.maximum(pt, 1e-9))
-    phi = np.arctan2(py, px)
-    m2 = e * e - px * px - py * py - pz * pz
-    mass = np.sqrt(np.maximum(m2, 0.0))
-    return pt, eta, phi, mass
+def _flat(array: ak.Array) -> np.ndarray:
+    return ak.to_numpy(ak.flatten(array))
 
 
 def reduce_batch(batch: ak.Array, pythia: Any, first_event: int, min_pt: float = 0.0) -> ak.Array:
-    """Reduce a ``nextBatch`` result to the generation record described in the module doc."""
+    """Reduce a ``nextBatch`` result to the generation record described in the module doc.
+
+    The event records are flattened once into numpy columns with global
+    indices, so that the mother-chain walks are vectorised over the batch.
+    """
     prt = batch.prt
-    pid = prt.id
-    status = prt.status
-    mother = prt.mother1
-    d1, d2 = prt.daughter1, prt.daughter2
-    pt, eta, phi, mass = _kinematics(prt.p)
-    local = ak.local_index(pid, axis=1)
+    n = len(prt)
+    counts = ak.to_numpy(ak.num(prt.id))
+    base = np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    evt = np.repeat(np.arange(n), counts)
+    local = np.arange(len(base)) - base
+    pid = _flat(prt.id).astype(np.int64)
+    abs_id = np.abs(pid)
+    status = _flat(prt.status)
+    m1, d1, d2 = _flat(prt.mother1), _flat(prt.daughter1), _flat(prt.daughter2)
+    mother = np.where(m1 > 0, m1 + base, -1)  # global index; entry 0 of each event is the system
+    px, py, pz, e = (_flat(prt.p[c]) for c in ("px", "py", "pz", "e"))
+    pt = np.hypot(px, py)
+    eta = np.arcsinh(pz / np.maximum(pt, 1e-9))
+    phi = np.arctan2(py, px)
+    mass = np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
 
     final = status > 0
-    abs_id = abs(pid)
     is_nu = (abs_id == 12) | (abs_id == 14) | (abs_id == 16)
-    visible = final & ~is_nu & (abs(eta) < 5.0) & (pt > min_pt)
+    visible = final & ~is_nu & (np.abs(eta) < 5.0) & (pt > min_pt)
 
-    # lepton origin: parent of the first copy of each final-state e/mu
+    # origin of final-state leptons and neutrinos: the parent of their first copy
+    origin = np.zeros(len(pid), dtype=np.int8)
+    lep_or_nu = np.flatnonzero(final & (((abs_id >= 11) & (abs_id <= 14)) | (abs_id == 16)))
+    first = _walk_same_id(mother, pid, lep_or_nu)
+    parent = np.abs(pid[np.maximum(mother[first], 0)])
+    parent = np.where(mother[first] >= 0, parent, 0)
+    origin[lep_or_nu] = _origin_code(parent)
     is_lep = final & ((abs_id == 11) | (abs_id == 13))
-    first = _walk_same_id(mother, pid, local)
-    parent_id = abs(pid[mother[first]])
-    origin_flat = _origin_code(ak.to_numpy(ak.flatten(parent_id)).astype(np.int64))
-    origin = ak.unflatten(origin_flat, ak.num(pid))
-    origin = ak.where(is_lep, origin, np.int8(0))
+    prompt_final = final & (abs_id >= 11) & (abs_id <= 16) & ((origin == 1) | (origin == 15))
+    origin = np.where(is_lep, origin, 0).astype(np.int8)
 
-    vis_ids = ak.flatten(pid[visible]).to_numpy()
-    charge = ak.unflatten(_charge_table(pythia, vis_ids), ak.num(pid[visible]))
-    particles = ak.zip(
+    def jagged(mask: np.ndarray, columns: dict[str, np.ndarray]) -> ak.Array:
+        return ak.unflatten(ak.zip({k: v[mask] for k, v in columns.items()}), np.bincount(evt[mask], minlength=n))
+
+    particles = jagged(
+        visible,
         {
-            "pt": ak.values_astype(pt[visible], np.float32),
-            "eta": ak.values_astype(eta[visible], np.float32),
-            "phi": ak.values_astype(phi[visible], np.float32),
-            "mass": ak.values_astype(mass[visible], np.float32),
-            "pdgId": ak.values_astype(pid[visible], np.int32),
-            "charge": charge,
-            "origin": ak.values_astype(origin[visible], np.int8),
-        }
+            "pt": pt.astype(np.float32), "eta": eta.astype(np.float32), "phi": phi.astype(np.float32),
+            "mass": mass.astype(np.float32), "pdgId": pid.astype(np.int32),
+            "charge": _charge_table(pythia, pid) if len(pid) else np.zeros(0, np.int8), "origin": origin,
+        },
     )
 
     # b and c hadrons for jet flavour
-    flat_abs = ak.to_numpy(ak.flatten(abs_id)).astype(np.int64)
-    heavy_flavour = np.where(_is_heavy_hadron(flat_abs, 5), 5, np.where(_is_heavy_hadron(flat_abs, 4), 4, 0))
-    heavy_flavour = ak.unflatten(heavy_flavour, ak.num(pid))
-    is_heavy = (heavy_flavour > 0) & (pt > 5.0)
-    heavy = ak.zip(
-        {
-            "pt": ak.values_astype(pt[is_heavy], np.float32),
-            "eta": ak.values_astype(eta[is_heavy], np.float32),
-            "phi": ak.values_astype(phi[is_heavy], np.float32),
-            "flavour": ak.values_astype(heavy_flavour[is_heavy], np.int32),
-        }
+    flavour = np.where(_is_heavy_hadron(abs_id, 5), 5, np.where(_is_heavy_hadron(abs_id, 4), 4, 0)).astype(np.int32)
+    heavy = jagged(
+        (flavour > 0) & (pt > 5.0),
+        {"pt": pt.astype(np.float32), "eta": eta.astype(np.float32), "phi": phi.astype(np.float32), "flavour": flavour},
     )
 
-    # pruned GenPart
-    abs_status = abs(status)
-    copy_next = (d1 > 0) & (d1 == d2) & (pid[ak.where(d1 > 0, d1, 0)] == pid)
-    last_copy = ~copy_next
+    # pruned GenPart: hard process, last copies of t/W/Z/H/tau, prompt leptons and neutrinos
+    abs_status = np.abs(status)
+    d1g = np.where(d1 > 0, d1 + base, 0)
+    last_copy = ~((d1 > 0) & (d1 == d2) & (pid[d1g] == pid))
     hard = (abs_status >= 21) & (abs_status <= 23)
     boson = (abs_id == 6) | (abs_id == 23) | (abs_id == 24) | (abs_id == 25)
     tau = abs_id == 15
-    prompt_final = final & ((abs_id >= 11) & (abs_id <= 16)) & ((origin == 1) | (origin == 15))
-    nu_origin_parent = abs(pid[mother[_walk_same_id(mother, pid, local)]])
-    prompt_nu = final & is_nu & ((nu_origin_parent == 24) | (nu_origin_parent == 23) | (nu_origin_parent == 15))
-    keep = hard | ((boson | tau) & last_copy) | prompt_final | prompt_nu
-    keep = keep & (local > 2)
-    counts = ak.to_numpy(ak.num(pid))
-    kept_flat = ak.to_numpy(ak.flatten(keep)).astype(np.int64)
-    kept_before = np.repeat(np.concatenate([[0], np.cumsum(ak.to_numpy(ak.sum(keep, axis=1)))[:-1]]), counts)
-    new_index = ak.unflatten(np.cumsum(kept_flat) - 1 - kept_before, counts)  # index among kept, per event
-
-    m = mother
-    for _ in range(60):
-        needs = (m > 2) & ~keep[ak.where(m > 0, m, 0)]
-        if not ak.any(needs):
+    keep = (hard | ((boson | tau) & last_copy) | prompt_final) & (local > 2)
+    kept_before = np.repeat(np.concatenate([[0], np.cumsum(np.bincount(evt[keep], minlength=n))[:-1]]), counts)
+    new_index = np.cumsum(keep) - 1 - kept_before  # index among the kept particles of the event
+    kept = np.flatnonzero(keep)
+    m = mother[kept]
+    for _ in range(200):
+        needs = (m >= 0) & (local[np.maximum(m, 0)] > 2) & ~keep[np.maximum(m, 0)]
+        if not needs.any():
             break
-        m = ak.where(needs, mother[ak.where(m > 0, m, 0)], m)
-    mother_new = ak.where(m > 2, new_index[ak.where(m > 0, m, 0)], -1)
-
+        m = np.where(needs, mother[np.maximum(m, 0)], m)
+    valid = (m >= 0) & (local[np.maximum(m, 0)] > 2)
+    mother_new = np.full(len(pid), -1, dtype=np.int32)
+    mother_new[kept] = np.where(valid, new_index[np.maximum(m, 0)], -1)
     flags = (
-        ak.where(prompt_final | boson | hard | (tau & (origin == 0)), FLAG_PROMPT, 0)
-        | ak.where(origin == 15, FLAG_TAU_DECAY_PRODUCT, 0)
-        | ak.where(hard, FLAG_HARD_PROCESS, 0)
-        | ak.where(hard | boson | prompt_final | prompt_nu, FLAG_FROM_HARD_PROCESS, 0)
-        | ak.where(last_copy, FLAG_LAST_COPY, 0)
+        np.where(prompt_final | boson | hard | tau, FLAG_PROMPT, 0)
+        | np.where(origin == 15, FLAG_TAU_DECAY_PRODUCT, 0)
+        | np.where(hard, FLAG_HARD_PROCESS, 0)
+        | np.where(hard | boson | prompt_final, FLAG_FROM_HARD_PROCESS, 0)
+        | np.where(last_copy, FLAG_LAST_COPY, 0)
     )
-    genpart = ak.zip(
+    genpart = jagged(
+        keep,
         {
-            "pt": ak.values_astype(pt[keep], np.float32),
-            "eta": ak.values_astype(ak.where(pt > 1e-6, eta, 0.0)[keep], np.float32),
-            "phi": ak.values_astype(phi[keep], np.float32),
-            "mass": ak.values_astype(mass[keep], np.float32),
-            "pdgId": ak.values_astype(pid[keep], np.int32),
-            "status": ak.values_astype(ak.where(final, 1, abs_status)[keep], np.int32),
-            "statusFlags": ak.values_astype(flags[keep], np.int32),
-            "genPartIdxMother": ak.values_astype(mother_new[keep], np.int32),
-        }
+            "pt": pt.astype(np.float32), "eta": np.where(pt > 1e-6, eta, 0.0).astype(np.float32),
+            "phi": phi.astype(np.float32), "mass": mass.astype(np.float32), "pdgId": pid.astype(np.int32),
+            "status": np.where(final, 1, abs_status).astype(np.int32), "statusFlags": flags.astype(np.int32),
+            "genPartIdxMother": mother_new,
+        },
     )
 
     nu_final = final & is_nu
-    p = prt.p
-    genmet_px = ak.sum(ak.where(nu_final, p.px, 0.0), axis=1)
-    genmet_py = ak.sum(ak.where(nu_final, p.py, 0.0), axis=1)
-    weights = batch.info.weights
-    gen_weight = ak.fill_none(ak.firsts(weights, axis=1), 1.0)
-    n = len(prt)
+    genmet_px = np.bincount(evt[nu_final], weights=px[nu_final], minlength=n)
+    genmet_py = np.bincount(evt[nu_final], weights=py[nu_final], minlength=n)
+    gen_weight = ak.to_numpy(ak.fill_none(ak.firsts(batch.info.weights, axis=1), 1.0))
     return ak.zip(
         {
             "event": np.arange(first_event, first_event + n, dtype=np.uint64),
-            "genWeight": ak.values_astype(gen_weight, np.float32),
-            "genmet_px": ak.values_astype(genmet_px, np.float32),
-            "genmet_py": ak.values_astype(genmet_py, np.float32),
+            "genWeight": gen_weight.astype(np.float32),
+            "genmet_px": genmet_px.astype(np.float32),
+            "genmet_py": genmet_py.astype(np.float32),
             "particles": particles,
             "heavy": heavy,
             "genpart": genpart,
