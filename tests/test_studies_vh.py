@@ -77,6 +77,8 @@ def test_binning_report_is_physical() -> None:
     assert report["z0_ratio"] == pytest.approx(report["z0_mva"] / report["z0_cut_based"])
     assert report["config_hash"] == "abc" and report["luminosity_fb"] == 139.0
     assert report["seed_reference"]["z0_mva"] == 0.97
+    lo, hi = report["z0_mc_stat"]["mva_16_84"]
+    assert lo <= report["z0_mva"] * 1.05 and hi >= report["z0_mva"] * 0.95 and hi > lo
 
 
 def test_binning_report_empty_orthogonality_region() -> None:
@@ -85,3 +87,27 @@ def test_binning_report_empty_orthogonality_region() -> None:
     with pytest.raises(EmptySelectionError, match="orthogonality"):
         binning_report(table, score, classes=["VH", "B"], cfg=BINNING, luminosity_fb=139.0, config_hash="x")
 
+
+
+def test_bootstrap_z0_spread_follows_mc_statistics() -> None:
+    from hepchain.stats.asimov import combined_z0
+    from hepchain.studies.vh import bootstrap_z0
+
+    rng = np.random.default_rng(7)
+    edges = np.array([0.0, 0.5, 1.0])
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        is_sig = rng.random(n) < 0.2
+        score = np.where(is_sig, rng.uniform(0.4, 1.0, n), rng.uniform(0.0, 0.7, n))
+        weight = np.where(is_sig, 10.0, 100.0) * 2000 / n  # same expected yields whatever n
+        return score, weight, is_sig
+
+    spreads = []
+    for n in (2000, 8000):
+        score, weight, is_sig = sample(n)
+        s = np.histogram(score[is_sig], edges, weights=weight[is_sig])[0]
+        b = np.histogram(score[~is_sig], edges, weights=weight[~is_sig])[0]
+        z = bootstrap_z0(score, weight, is_sig, edges, 0.1)
+        assert np.nanmedian(z) == pytest.approx(combined_z0(s, b, 0.1), rel=0.05)
+        spreads.append(np.subtract(*np.nanpercentile(z, [84, 16])))
+    assert spreads[1] / spreads[0] == pytest.approx(0.5, abs=0.15)  # 4x the MC events halves the spread
