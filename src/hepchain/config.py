@@ -21,11 +21,9 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 
 def _schema() -> dict[str, Any]:
-    if SCHEMA_PATH.exists():
-        return yaml.safe_load(SCHEMA_PATH.read_text())
-    from importlib.resources import files
-
-    return yaml.safe_load(files("hepchain").joinpath("config.schema.yaml").read_text())
+    if not SCHEMA_PATH.exists():
+        raise ConfigError(f"{SCHEMA_PATH}: config schema not found (install hepchain from its repository with pip install -e)")
+    return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def _with_defaults(validator_class: Any, schema: Mapping[str, Any]) -> Any:
