@@ -17,7 +17,6 @@ COLOURS = ["#d62728", "#ff7f0e", "#e377c2", "#1f77b4", "#2ca02c", "#9467bd"]
 def discriminant_binned(table: pd.DataFrame, score: np.ndarray, binning: dict, classes: Sequence[str], outdir: Path) -> list[Path]:
     """Stacked VH discriminant in the optimised bins (after the orthogonality cuts)."""
     import matplotlib.pyplot as plt
-    import mplhep as hep
 
     from ..studies.vh import orthogonality_mask
 
@@ -26,15 +25,16 @@ def discriminant_binned(table: pd.DataFrame, score: np.ndarray, binning: dict, c
     label = table["label"].to_numpy()
     w = table["weight"].to_numpy()
     fig, ax = plt.subplots(figsize=(7, 5))
-    stack = []
-    names = []
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    stack, names, colours = [], [], []
     for k in range(len(classes) - 1, 0, -1):
         sel = ortho & (label == k)
         stack.append(np.histogram(score[sel], bins=edges, weights=w[sel])[0])
         names.append(classes[k])
-    hep.histplot(stack, edges, stack=True, histtype="fill", label=names, color=COLOURS[1:][::-1][: len(stack)], ax=ax)
+        colours.append(COLOURS[k % len(COLOURS)])
+    ax.hist([centres] * len(stack), bins=edges, weights=stack, stacked=True, histtype="stepfilled", label=names, color=colours)
     sig = np.histogram(score[ortho & (label == 0)], bins=edges, weights=w[ortho & (label == 0)])[0]
-    hep.histplot(sig * 10, edges, histtype="step", color="black", lw=2, label=f"{classes[0]} x 10", ax=ax)
+    ax.hist(centres, bins=edges, weights=sig * 10, histtype="step", color="black", lw=2, label=f"{classes[0]} x 10")
     ax.set_yscale("log")
     ax.set_xlabel(f"{classes[0]} discriminant (out-of-fold)")
     ax.set_ylabel(f"Expected events / bin ({binning['luminosity_fb']:.0f} fb$^{{-1}}$)")
