@@ -12,25 +12,9 @@ import pytest
 from hepchain.errors import ConfigError, EmptySelectionError, HepchainError
 from hepchain.features.spec import Feature, FeatureSpec
 from hepchain.features.vh import OUTPUT_COLUMNS, VH_SPEC, assign_folds, build_feature_table, delta_phi
+from hepchain.skim.vh import COLUMNS
 
-SKIM_COLUMNS = (
-    "event",
-    "genWeight",
-    *(f"{o}_{f}" for o in ("l0", "l1") for f in ("pt", "eta", "phi", "mass", "pdgId")),
-    *(f"{o}_{f}" for o in ("j0", "j1") for f in ("pt", "eta", "phi", "mass")),
-    "njets",
-    "nbjets",
-    "sum_jet_px",
-    "sum_jet_py",
-    "sum_jet_pt",
-    "met_pt",
-    "met_phi",
-    "met_sumEt",
-    "met_significance",
-    "tkmet_pt",
-    "tkmet_phi",
-    "soft_ht",
-)
+SKIM_COLUMNS = COLUMNS  # the skim's output columns are the features' input columns
 
 DEFAULT_ROW: dict[str, float] = {
     "event": 1,

@@ -76,6 +76,11 @@ def energy(pt: np.ndarray, eta: np.ndarray, mass: np.ndarray) -> np.ndarray:
     return np.sqrt(p * p + mass * mass)
 
 
+def index_within_group(counts: np.ndarray) -> np.ndarray:
+    """For consecutive groups of sizes ``counts``, each element's position within its group."""
+    return np.arange(int(np.sum(counts))) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 def pairs_within_event(evt_a: np.ndarray, evt_b_sorted: np.ndarray, n_events: int) -> tuple[np.ndarray, np.ndarray]:
     """All (i, j) with evt_a[i] == evt_b[j]; ``evt_b_sorted`` must be sorted.
 
@@ -87,7 +92,7 @@ def pairs_within_event(evt_a: np.ndarray, evt_b_sorted: np.ndarray, n_events: in
     n_per_a = counts_b[evt_a]
     ia = np.repeat(np.arange(len(evt_a)), n_per_a)
     first = np.repeat(starts_b[evt_a], n_per_a)
-    within = np.arange(len(ia)) - np.repeat(np.cumsum(n_per_a) - n_per_a, n_per_a)
+    within = index_within_group(n_per_a)
     return ia, first + within
 
 

@@ -13,7 +13,7 @@ import awkward as ak
 import numpy as np
 
 from ..errors import InputFileError
-from .particles import Table, from_jagged
+from .particles import Table, from_jagged, index_within_group
 
 FIELDS = ["pt", "eta", "phi", "mass", "pdgId", "charge", "origin"]
 
@@ -54,8 +54,7 @@ class PileupLibrary:
         vertex_z = rng.normal(0.0, sigma_z, total)
         rotation = rng.uniform(-np.pi, np.pi, total)
         counts = self.counts[chosen]
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        index = np.repeat(self.starts[chosen], counts) + within
+        index = np.repeat(self.starts[chosen], counts) + index_within_group(counts)
         out = self.table.take(index)
         vertex_of_particle = np.repeat(np.arange(total), counts)
         out["evt"] = np.repeat(np.repeat(np.arange(n_events), n_pu), counts)

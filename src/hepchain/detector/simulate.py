@@ -20,7 +20,7 @@ from ..generate.seeds import derive_seed
 from ..nanoaod import NanoAODWriter, conform
 from .jets import build_jets
 from .leptons import build_leptons
-from .particles import Table, from_jagged
+from .particles import Table, from_jagged, index_within_group
 from .pflow import PF_ELECTRON, PF_MUON, build_pf
 from .pileup import FIELDS, PileupLibrary
 from .tune import Tune
@@ -61,7 +61,7 @@ def simulate_events(
     pf = build_pf(particles, pv_z, tune, rng)
 
     genpart = from_jagged(gen.genpart, _GENPART_FIELDS)
-    genpart["local"] = (np.arange(len(genpart)) - np.repeat(np.cumsum(genpart.counts(n)) - genpart.counts(n), genpart.counts(n))).astype(np.int32)
+    genpart["local"] = index_within_group(genpart.counts(n)).astype(np.int32)
     electrons, muons = build_leptons(pf, genpart, n, tune, rng)
 
     truth_visible = hard.select(np.abs(hard["eta"]) < 5.0)
