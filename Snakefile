@@ -42,6 +42,7 @@ CONFIG_HASH = config_hash(config)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/detector.smk"
 include: "workflow/rules/vh.smk"
 
 

@@ -15,8 +15,13 @@ import yaml
 
 from .helpers import ROOT, TINY_CONFIG
 
-#: Every study target the DAG offers so far (one per implemented study).
-STUDY_TARGETS = ["results/vh/binning.json"]
+#: Every target the DAG offers so far, with the rules its dry run must schedule.
+STUDY_TARGETS = {
+    "results/vh/binning.json": (
+        "minbias_library", "generate", "simulate", "skim_vh", "features_vh", "train_vh", "infer_vh", "binning_vh",
+    ),
+    "results/detector/validation.json": ("minbias_library", "generate", "simulate", "validate_detector"),
+}
 
 
 def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
@@ -36,8 +41,16 @@ def test_dry_run_default_config(tmp_path: Path, target: str) -> None:
     r = snakemake("-n", target, "--cores", "8", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
-    for rule in ("minbias_library", "generate", "simulate", "skim_vh", "features_vh", "train_vh", "infer_vh", "binning_vh"):
-        assert rule in out
+    for rule in STUDY_TARGETS[target]:
+        assert re.search(rf"^{rule}\s+\d+$", out, flags=re.M), (rule, out[-2000:])
+
+
+def test_validation_simulates_pseudodata_from_the_same_generated_events(tmp_path: Path) -> None:
+    r = snakemake("-n", "results/detector/validation.json", "--cores", "8", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert "results/samples/zee/pseudodata/0.root" in out and "results/samples/zee/nominal/0.root" in out
+    # one generation job per chunk, whatever the number of tunes simulated from it
+    assert len(re.findall(r"output: results/samples/zee/gen/0.parquet", out)) == 1
 
 
 def test_unknown_config_key_fails_at_once_naming_it(tmp_path: Path) -> None:

@@ -112,9 +112,48 @@ def _simulate(ns: argparse.Namespace) -> None:
     info = simulate_chunk(
         ns.gen, ns.out, tune=get_tune(cfg.get("tune", "nominal")), global_seed=ns.seed, sample=ns.sample, chunk=ns.chunk,
         pileup_path=ns.pileup, mu=ns.mu, store_pfcands=bool(cfg.get("store_pfcands", False)),
-        sub_chunk=int(cfg.get("sub_chunk", 1000)), progress=_progress(),
+        store_cells=bool(cfg.get("store_cells", False)), sub_chunk=int(cfg.get("sub_chunk", 1000)), progress=_progress(),
     )
     print(json.dumps(info, indent=2))
+
+
+@args(
+    lambda p: (
+        p.add_argument(
+            "--input", nargs="*", default=[], metavar="ROLE:TUNE:FILE",
+            help="NanoAOD file of a validation role (dijet, zee, ztautau, wmunu, ttbar) simulated with a tune",
+        ),
+        p.add_argument("--out", required=True, type=Path),
+        p.add_argument("--figures", type=Path, default=None),
+    )
+)
+@command("validate-detector", "response, resolution and pulls of the fast simulation against published figures")
+def _validate_detector(ns: argparse.Namespace) -> None:
+    from .detector.validation import run_validation
+    from .errors import ConfigError
+
+    inputs: dict[str, dict[str, list[str]]] = {}
+    for item in ns.input:
+        parts = item.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ConfigError(f"--input '{item}': expected ROLE:TUNE:FILE")
+        role, tune, path = parts
+        inputs.setdefault(role, {}).setdefault(tune, []).append(path)
+    result = run_validation(inputs, ns.out, ns.figures, progress=_progress())
+    checks = [c for c in _iter_checks(result)]
+    failed = [name for name, c in checks if not c.get("pass", True)]
+    print(f"{len(checks)} checks, {len(checks) - len(failed)} inside expectations" + (f"; outside: {', '.join(failed)}" if failed else ""))
+
+
+def _iter_checks(node: object, prefix: str = "") -> list[tuple[str, dict[str, object]]]:
+    """Every {value, expected, pass} entry of a validation result, with its dotted name."""
+    out: list[tuple[str, dict[str, object]]] = []
+    if isinstance(node, dict):
+        if "expected" in node and "value" in node:
+            return [(prefix, node)]
+        for key, value in node.items():
+            out += _iter_checks(value, f"{prefix}.{key}" if prefix else str(key))
+    return out
 
 
 # --------------------------------------------------------------------------- VH study

@@ -90,12 +90,18 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for sample in vh["samples"]:
         if sample not in out["samples"]:
             raise ConfigError(f"config key 'vh.samples': sample '{sample}' is not defined under 'samples'")
-        cls = out["samples"][sample]["class"]
+        cls = out["samples"][sample].get("class")
+        if cls is None:
+            raise ConfigError(f"config key 'samples.{sample}.class': required for a sample of vh.samples (one of {vh['classes']})")
         if cls not in vh["classes"]:
             raise ConfigError(f"config key 'samples.{sample}.class': class '{cls}' is not one of vh.classes {vh['classes']}")
     missing = [c for c in vh["classes"] if c not in {out["samples"][s]["class"] for s in vh["samples"]}]
     if missing:
         raise ConfigError(f"config key 'vh.classes': class '{missing[0]}' has no sample in vh.samples")
+    validation = out.get("detector_validation", {})
+    for role, sample in validation.get("samples", {}).items():
+        if sample not in out["samples"]:
+            raise ConfigError(f"config key 'detector_validation.samples.{role}': sample '{sample}' is not defined under 'samples'")
     return out
 
 

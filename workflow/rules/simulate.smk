@@ -6,16 +6,19 @@ rule simulate:
         events="results/samples/{sample}/gen/{chunk}.parquet",
         pileup=pileup_inputs,
     output:
-        "results/samples/{sample}/nano/{chunk}.root",
+        "results/samples/{sample}/{tune}/{chunk}.root",
     params:
-        detector=lambda w: as_json(config["detector"]),
+        detector=lambda w: as_json(
+            {**config["detector"], "tune": w.tune, "store_pfcands": store_option(w.sample, "store_pfcands"),
+             "store_cells": store_option(w.sample, "store_cells")}
+        ),
         mu=lambda w: config["samples"][w.sample]["generate"]["pileup_mu"],
         pileup=lambda w, input: f"--pileup {input.pileup[0]}" if input.pileup else "",
         seed=config["seed"],
     log:
-        "results/logs/simulate/{sample}/{chunk}.log",
+        "results/logs/simulate/{sample}/{tune}/{chunk}.log",
     benchmark:
-        "results/benchmarks/simulate/{sample}/{chunk}.tsv"
+        "results/benchmarks/simulate/{sample}/{tune}/{chunk}.tsv"
     resources:
         mem_mb=4000,
         runtime=60,

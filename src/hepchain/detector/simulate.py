@@ -10,6 +10,7 @@ vertices.  Sub-chunks bound the memory for any chunk size.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ import awkward as ak
 import numpy as np
 
 from ..generate.seeds import derive_seed
-from ..nanoaod import NanoAODWriter, conform
+from ..nanoaod import CONTRACT, NanoAODWriter, conform
 from .jets import build_jets
 from .leptons import build_leptons
+from .met import build_met, track_met
 from .particles import Table, from_jagged, index_within_group
 from .pflow import PF_ELECTRON, PF_MUON, build_pf
 from .pileup import FIELDS, PileupLibrary
@@ -36,65 +38,72 @@ def _event_sums(evt: np.ndarray, values: np.ndarray, n_events: int) -> np.ndarra
     return np.bincount(evt, weights=values, minlength=n_events)
 
 
+class StepRandom:
+    """One independent random stream per simulation step.
+
+    Every step (pile-up overlay, particle flow, leptons, jets, ...) draws from
+    its own generator seeded by (job seed, sub-chunk, step), so that a tune
+    change in one step (say, a tracking efficiency that changes how many
+    random numbers particle flow consumes) leaves the random numbers of every
+    other step untouched: two tunes differ exactly where the tune differs.
+    """
+
+    def __init__(self, seed: int, block: int) -> None:
+        self.seed = seed
+        self.block = block
+
+    def __call__(self, step: str) -> np.random.Generator:
+        code = int.from_bytes(hashlib.sha256(step.encode()).digest()[:8], "little")
+        return np.random.default_rng(np.random.SeedSequence([self.seed, self.block, code]))
+
+
 def simulate_events(
     gen: ak.Array,
     *,
     tune: Tune,
-    rng: np.random.Generator,
+    rng: StepRandom,
     pileup: PileupLibrary | None,
     mu: float,
     store_pfcands: bool,
+    store_cells: bool = False,
 ) -> dict[str, Any]:
     """Simulate a block of generated events; returns NanoAOD arrays (collections as record arrays)."""
     n = len(gen)
     hard = from_jagged(gen.particles, FIELDS)
     hard["pu"] = np.zeros(len(hard), dtype=bool)
-    pv_z = rng.normal(0.0, tune.beamspot_sigma_z, n)
+    vertex_rng = rng("vertex")
+    pv_z = vertex_rng.normal(0.0, tune.beamspot_sigma_z, n)
     hard["vz"] = pv_z[hard["evt"]].astype(np.float32)
     if pileup is not None and mu > 0:
-        pu_particles, n_pu, _ = pileup.overlay(n, mu, rng, tune.beamspot_sigma_z)
+        pu_particles, n_pu, _ = pileup.overlay(n, mu, rng("pileup"), tune.beamspot_sigma_z)
         particles = Table.concat([hard, pu_particles]).sorted_by_event()
     else:
         n_pu = np.zeros(n, dtype=np.int64)
         particles = hard
 
-    pf = build_pf(particles, pv_z, tune, rng)
+    pf = build_pf(particles, pv_z, tune, rng("pflow"))
 
     genpart = from_jagged(gen.genpart, _GENPART_FIELDS)
     genpart["local"] = index_within_group(genpart.counts(n)).astype(np.int32)
-    electrons, muons = build_leptons(pf, genpart, n, tune, rng)
+    electrons, muons = build_leptons(pf, genpart, n, tune, rng("leptons"))
 
     truth_visible = hard.select(np.abs(hard["eta"]) < 5.0)
     heavy = from_jagged(gen.heavy, ["pt", "eta", "phi", "flavour"])
-    jets, genjets, links, rho = build_jets(pf, truth_visible, heavy, n, tune, rng)
+    jets, genjets, links, rho = build_jets(pf, truth_visible, heavy, n, tune, rng("jets"))
 
-    # MET from all PF candidates, covariance from per-candidate resolutions
-    cphi, sphi = np.cos(pf["phi"]), np.sin(pf["phi"])
-    pt = pf["pt"].astype(np.float64)
-    met_x = -_event_sums(pf["evt"], pt * cphi, n)
-    met_y = -_event_sums(pf["evt"], pt * sphi, n)
-    var = pf["sigma_pt"].astype(np.float64) ** 2 + tune.met_unclustered_sigma**2 * pt
-    cov_xx = _event_sums(pf["evt"], var * cphi**2, n)
-    cov_xy = _event_sums(pf["evt"], var * cphi * sphi, n)
-    cov_yy = _event_sums(pf["evt"], var * sphi**2, n)
-    det = cov_xx * cov_yy - cov_xy**2
-    significance = (met_x**2 * cov_yy - 2 * met_x * met_y * cov_xy + met_y**2 * cov_xx) / np.maximum(det, 1e-9)
-    met_pt, met_phi = _met(met_x, met_y)
-
-    # track MET from charged PF candidates associated with the primary vertex
-    trk = (pf["charge"] != 0) & (pf["fromPV"] == 3) & (np.abs(pf["eta"]) < tune.track_eta_max)
-    tk_x = -_event_sums(pf["evt"][trk], pt[trk] * cphi[trk], n)
-    tk_y = -_event_sums(pf["evt"][trk], pt[trk] * sphi[trk], n)
-    tk_pt, tk_phi = _met(tk_x, tk_y)
+    met = build_met(pf, jets, links["pf"], links["jet_flat"], n, tune)
+    tk_pt, tk_phi, tk_sumet = track_met(pf, n, tune.track_eta_max)
 
     # soft activity: PV tracks above 1 GeV that are not leptons nor in jets above 25 GeV
+    pt = pf["pt"]
+    trk = (pf["charge"] != 0) & (pf["fromPV"] == 3) & (np.abs(pf["eta"]) < tune.track_eta_max)
     in_hard_jet = np.zeros(len(pf), dtype=bool)
     in_hard_jet[links["pf"][jets["pt"][links["jet_flat"]] > 25.0]] = True
     soft = trk & (pt > 1.0) & ~in_hard_jet & ~np.isin(np.abs(pf["pdgId"]), (PF_ELECTRON, PF_MUON))
     soft_ht = _event_sums(pf["evt"][soft], pt[soft], n)
 
     gm_pt, gm_phi = _met(ak.to_numpy(gen.genmet_px).astype(np.float64), ak.to_numpy(gen.genmet_py).astype(np.float64))
-    npvs = 1 + rng.binomial(n_pu, tune.vertex_eff)
+    npvs = 1 + vertex_rng.binomial(n_pu, tune.vertex_eff)
 
     out: dict[str, Any] = {
         "run": np.ones(n, dtype=np.uint32),
@@ -102,31 +111,21 @@ def simulate_events(
         "genWeight": ak.to_numpy(gen.genWeight).astype(np.float32),
         "Electron": electrons.to_jagged(n, {k: k for k in electrons.columns if k != "evt"}),
         "Muon": muons.to_jagged(n, {k: k for k in muons.columns if k != "evt"}),
-        "Jet": jets.to_jagged(
-            n,
-            {
-                "pt": "pt", "eta": "eta", "phi": "phi", "mass": "mass", "area": "area",
-                "btagDeepFlavB": "btagDeepFlavB", "jetId": "jetId", "puId": "puId",
-                "hadronFlavour": "hadronFlavour", "genJetIdx": "genJetIdx",
-                "nConstituents": "nConstituents", "rawFactor": "rawFactor",
-            },
-        ),
-        "GenJet": genjets.to_jagged(n, {"pt": "pt", "eta": "eta", "phi": "phi", "mass": "mass", "hadronFlavour": "hadronFlavour"}),
+        "Jet": jets.to_jagged(n, {k: k for k in CONTRACT["Jet"]}),
+        "GenJet": genjets.to_jagged(n, {k: k for k in CONTRACT["GenJet"]}),
         "GenPart": gen.genpart,
         "MET": ak.zip(
             {
-                "pt": met_pt, "phi": met_phi,
-                "sumEt": _event_sums(pf["evt"], pt, n).astype(np.float32),
-                "covXX": cov_xx.astype(np.float32), "covXY": cov_xy.astype(np.float32), "covYY": cov_yy.astype(np.float32),
-                "significance": significance.astype(np.float32),
+                "pt": met.pt, "phi": met.phi, "sumEt": met.sum_et,
+                "covXX": met.cov_xx, "covXY": met.cov_xy, "covYY": met.cov_yy, "significance": met.significance,
             }
         ),
-        "TkMET": ak.zip({"pt": tk_pt, "phi": tk_phi, "sumEt": _event_sums(pf["evt"][trk], pt[trk], n).astype(np.float32)}),
+        "TkMET": ak.zip({"pt": tk_pt, "phi": tk_phi, "sumEt": tk_sumet}),
         "GenMET": ak.zip({"pt": gm_pt, "phi": gm_phi}),
         "PV": ak.zip(
             {
-                "x": (0.001 * rng.standard_normal(n)).astype(np.float32),
-                "y": (0.001 * rng.standard_normal(n)).astype(np.float32),
+                "x": (0.001 * vertex_rng.standard_normal(n)).astype(np.float32),
+                "y": (0.001 * vertex_rng.standard_normal(n)).astype(np.float32),
                 "z": pv_z.astype(np.float32),
                 "npvs": npvs.astype(np.int32),
                 "npvsGood": npvs.astype(np.int32),
@@ -137,7 +136,7 @@ def simulate_events(
         "fixedGridRhoFastjetCentralNeutral": rho.astype(np.float32),
     }
     if store_pfcands:
-        out["PFCands"] = pf.to_jagged(n, {k: k for k in ("pt", "eta", "phi", "mass", "charge", "pdgId", "fromPV")})
+        out["PFCands"] = pf.to_jagged(n, {k: k for k in CONTRACT["PFCands"]})
         pf_starts = np.concatenate([[0], np.cumsum(pf.counts(n))[:-1]])
         links["pf_local"] = (links["pf"] - pf_starts[links["evt"]]).astype(np.int32)
         out["JetPFCands"] = links.to_jagged(n, {"jetIdx": "jet", "pFCandsIdx": "pf_local"})
@@ -155,6 +154,7 @@ def simulate_chunk(
     pileup_path: Path | None,
     mu: float,
     store_pfcands: bool = False,
+    store_cells: bool = False,
     sub_chunk: int = 1000,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -166,17 +166,20 @@ def simulate_chunk(
     if not Path(gen_path).exists():
         raise InputFileError(f"{gen_path}: generated chunk does not exist")
     gen_all = ak.from_parquet(gen_path)
-    seed = derive_seed(global_seed, "simulate", tune.name, sample, chunk)
-    rng = np.random.default_rng(seed)
+    # the seed does not depend on the tune: two tunes see the same random numbers wherever they agree
+    seed = derive_seed(global_seed, "simulate", sample, chunk)
     pileup = PileupLibrary.load(pileup_path) if (pileup_path is not None and mu > 0) else None
     n_total = len(gen_all)
     with (
         NanoAODWriter(out_path, seed=f"{sample}:{chunk}:{tune.name}") as writer,
         tqdm(total=n_total, desc=f"simulate {sample}[{chunk}]", unit="ev", disable=not progress, mininterval=2.0) as bar,
     ):
-        for start in range(0, n_total, sub_chunk):
+        for block_index, start in enumerate(range(0, n_total, sub_chunk)):
             block = gen_all[start : start + sub_chunk]
-            arrays = simulate_events(block, tune=tune, rng=rng, pileup=pileup, mu=mu, store_pfcands=store_pfcands)
+            arrays = simulate_events(
+                block, tune=tune, rng=StepRandom(seed, block_index), pileup=pileup, mu=mu,
+                store_pfcands=store_pfcands, store_cells=store_cells,
+            )
             arrays["luminosityBlock"] = np.full(len(block), chunk + 1, dtype=np.uint32)
             writer.extend(arrays)
             bar.update(len(block))
