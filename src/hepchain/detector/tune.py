@@ -81,8 +81,15 @@ class Tune:
     btag_eff_b: tuple[float, float, float] = (0.87, 0.73, 0.58)
     btag_eff_c: tuple[float, float, float] = (0.35, 0.13, 0.03)
     btag_eff_light: tuple[float, float, float] = (0.10, 0.01, 0.001)
-    # MET
-    met_unclustered_sigma: float = 0.5  # sqrt(GeV): per-candidate floor for the covariance
+    # MET covariance (CMS MET-significance construction, JINST 14 (2019) P07004; numbers fitted to our simulation)
+    met_jet_pt_min: float = 15.0  # GeV: jets above enter with their resolution, the rest is unclustered
+    met_jer_n: float = 4.0  # GeV: noise term of the jet resolution used in the covariance
+    met_jer_s: float = 1.0  # sqrt(GeV): stochastic term
+    met_jer_c: float = 0.05  # constant term
+    met_jet_scale: float = 1.0  # scale factor on the jet resolution (CMS fits these to data)
+    met_jet_phi_res: float = 0.02  # rad: jet azimuthal resolution
+    met_uncl_sigma0: float = 2.0  # GeV: per-component floor of the unclustered term
+    met_uncl_sigma_u: float = 0.6  # sqrt(GeV): unclustered sigma^2 = sigma0^2 + sigma_u^2 * sum pT(unclustered)
     # --- calorimeter towers, particle flow, jets (section owned by detector/pflow.py, jets.py) ---
     # --- hadronic taus (section owned by detector/taus.py) ---
     # --- electron cell images (section owned by detector/calo_images.py) ---
