@@ -25,8 +25,10 @@ from .met import build_met, track_met
 from .particles import Table, from_jagged, index_within_group
 from .pflow import PF_ELECTRON, PF_MUON, build_pf
 from .pileup import FIELDS, PileupLibrary
+from .taus import build_taus
 from .tune import Tune
 
+_GENVISTAU_FIELDS = ["pt", "eta", "phi", "mass", "charge", "status", "genPartIdxMother"]
 _GENPART_FIELDS = ["pt", "eta", "phi", "mass", "pdgId", "status", "statusFlags", "genPartIdxMother"]
 
 
@@ -91,6 +93,9 @@ def simulate_events(
     heavy = from_jagged(gen.heavy, ["pt", "eta", "phi", "flavour"])
     jets, genjets, links, rho = build_jets(pf, truth_visible, heavy, n, tune, rng("jets"))
 
+    genvistau = from_jagged(gen.genvistau, _GENVISTAU_FIELDS)
+    taus = build_taus(pf, jets, links, genvistau, n, tune, rng("taus"), genpart=genpart)
+
     met = build_met(pf, jets, links["pf"], links["jet_flat"], n, tune)
     tk_pt, tk_phi, tk_sumet = track_met(pf, n, tune.track_eta_max)
 
@@ -114,6 +119,8 @@ def simulate_events(
         "Jet": jets.to_jagged(n, {k: k for k in CONTRACT["Jet"]}),
         "GenJet": genjets.to_jagged(n, {k: k for k in CONTRACT["GenJet"]}),
         "GenPart": gen.genpart,
+        "Tau": taus.to_jagged(n, {k: k for k in CONTRACT["Tau"]}),
+        "GenVisTau": gen.genvistau,
         "MET": ak.zip(
             {
                 "pt": met.pt, "phi": met.phi, "sumEt": met.sum_et,

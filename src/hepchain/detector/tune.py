@@ -91,8 +91,178 @@ class Tune:
     met_uncl_sigma0: float = 2.0  # GeV: per-component floor of the unclustered term
     met_uncl_sigma_u: float = 0.6  # sqrt(GeV): unclustered sigma^2 = sigma0^2 + sigma_u^2 * sum pT(unclustered)
     # --- calorimeter towers, particle flow, jets (section owned by detector/pflow.py, jets.py) ---
+    # towers (calorimeter.py): per |eta| region (low, high, eta rings, phi towers); CMS HCAL-like 0.087 x 0.087 barrel
+    tower_regions: tuple[tuple[float, float, int, int], ...] = ((0.0, 1.74, 20, 72), (1.74, 3.0, 7, 36), (3.0, 5.0, 11, 36))
+    tower_noise_em: float = 0.10  # GeV: electronic noise per tower, EM section
+    tower_noise_had: float = 0.25  # GeV: per tower, hadronic section
+    tower_noise_forward_factor: float = 2.0  # noise multiplier for |eta| > 3 (HF-like)
+    tower_threshold_nsigma: float = 3.0  # zero suppression per section, in noise sigmas
+    # hadron showers (calorimeter.py): F_em fluctuations (Groom, NIM A 572 (2007) 633), section split, material
+    had_fem_sigma: float = 0.12  # sigma(F_em) at <F_em> = 0.5 (Beta distribution)
+    had_em_start_prob: float = 0.6  # P(shower starts in the EM section): ~1 lambda_I of EM calorimeter, 1 - e^-1
+    had_em_share: float = 0.35  # mean share of the signal in the EM section when the shower starts there
+    had_mip_em: float = 0.3  # GeV: EM-section signal of a charged hadron that does not shower there
+    had_material_loss: float = 0.02  # mean fractional loss of hadrons upstream (dead material)
+    had_lateral_sigma: float = 0.04  # lateral spread (eta-phi) of the HAD-section signal: ~0.4 lambda_I at r ~ 1.9 m
+    had_lateral_fluct: float = 0.4  # shower-to-shower spread of that width (log-normal sigma)
+    had_lateral_min: float = 1.0  # GeV: HAD-section signals below this stay in one tower (cost)
+    # charged-particle impact on the calorimeter (CMS: 3.8 T, ECAL front at r = 1.29 m, endcap z = 3.15 m, HF 11.15 m)
+    calo_bfield: float = 3.8  # T
+    calo_radius: float = 1.29  # m
+    calo_z_endcap: float = 3.15  # m
+    calo_z_forward: float = 11.15  # m
+    # particle flow on towers (pflow.py, CMS PF arXiv:1706.04965 section 6)
+    pf_excess_nsigma: float = 1.0  # a tower excess over the tracks' expected signal above this many sigmas is neutral
+    # tracking in dense jet cores (ATLAS arXiv:1704.07983): tracks sharing an innermost-pixel cluster
+    pixel_radius: float = 3.3  # cm: innermost pixel layer (ATLAS IBL)
+    pixel_pitch_rphi: float = 0.005  # cm (50 um)
+    pixel_pitch_z: float = 0.025  # cm (250 um)
+    track_merge_loss: float = 0.08  # P(lose a particle of a merged cluster): 0.061-0.093 measured (ATLAS)
+    # impact-parameter resolution (tracker.py): sigma = a (+) b / (pT sin^p theta), pT in GeV
+    ip_d0_a: float = 10e-4  # cm (10 um)
+    ip_d0_b: float = 80e-4  # cm GeV (80 um at 1 GeV, theta = 90 deg)
+    ip_z0_a: float = 30e-4  # cm
+    ip_z0_b: float = 100e-4  # cm GeV
+    # jet energy correction (jets.py): mean response R(pT_gen) after the rho * area offset, per |eta| bin,
+    # piecewise linear in log(pT); derived from the nominal simulation (numerical inversion, ATL-PHYS-PUB-2018-013)
+    jec_eta_edges: tuple[float, ...] = (0.0, 1.3, 2.5, 3.0, 4.7)
+    jec_pt_knots: tuple[float, ...] = (15.0, 20.0, 30.0, 50.0, 80.0, 120.0, 200.0, 350.0, 600.0, 1000.0, 1600.0, 2500.0)
+    jec_response: tuple[tuple[float, ...], ...] = ((1.0,) * 12,) * 4
     # --- hadronic taus (section owned by detector/taus.py) ---
+    # HPS reconstruction (CMS JINST 11 (2016) P01019 [Run 1]; JINST 13 (2018) P10005 [Run 2]; recalled numbers marked)
+    tau_seed_jet_pt_min: float = 18.0  # GeV: jets seeding a tau candidate (NanoAOD keeps taus with pT > 18 GeV)
+    tau_eta_max: float = 2.3  # seed jets and taus
+    tau_pt_min: float = 18.0  # GeV: NanoAOD Tau preselection
+    tau_track_pt_min: float = 0.5  # GeV: HPS quality cut on signal and isolation charged candidates
+    tau_prong_dr: float = 0.1  # charged candidates within this of the leading one are prong candidates
+    tau_signal_cone: tuple[float, float, float] = (3.0, 0.05, 0.1)  # R_sig = 3.0 GeV / pT clipped to [0.05, 0.1]
+    tau_gamma_pt_min: float = 0.5  # GeV: PF photons entering strips (HPS)
+    tau_strip_pt_min: float = 2.5  # GeV: strips used as pi0 candidates (HPS)
+    # Run-2 dynamic strip window: f(pT_gamma) + f(pT_strip), f = a pT^b clipped to [lo, hi] (CMSSW RecoTauPiZeroProducer)
+    tau_strip_eta: tuple[float, float, float, float] = (0.197077, -0.658701, 0.05, 0.15)
+    tau_strip_phi: tuple[float, float, float, float] = (0.352476, -0.707716, 0.05, 0.30)
+    tau_strip_mass: float = 0.136  # GeV: strips take the pi0 mass (RecoTauPiZeroProducer massHypothesis)
+    tau_strip_rounds: int = 6  # strips built per candidate (greedy, highest-pT photon seeds)
+    tau_mass_dm1: tuple[float, float, float, float] = (0.3, 1.3, 1.3, 4.2)  # m in [0.3, 1.3 sqrt(pT/100)], upper in [1.3, 4.2] GeV
+    tau_mass_dm2: tuple[float, float, float, float] = (0.4, 1.2, 1.2, 4.0)  # h 2pi0 window, same form
+    tau_mass_dm10: tuple[float, float] = (0.8, 1.5)  # GeV, 3 prongs
+    tau_mass_dm11: tuple[float, float] = (0.9, 1.6)  # GeV, 3 prongs + strip
+    tau_iso_cone: float = 0.5  # HPS isolation cone
+    tau_pu_cone: float = 0.8  # cone of the pile-up charged sum of the delta-beta correction
+    tau_delta_beta: float = 0.2  # HPS Run-2 delta-beta factor
+    tau_match_dr: float = 0.3  # NanoAOD tau MC matching (MCMatcher maxDeltaR 0.3, maxDPtRel 1)
+    tau_energy_scale: float = 1.0  # residual scale on the reconstructed tau 4-vector
+    tau_id_eff_scale: float = 1.0  # data/MC factor on the genuine-tau survival of every VSjet working point
+    # DeepTau 2017v2p1 (CMS TAU-20-001, arXiv:2201.08458): WP thresholds from CMSSW runTauIdMVA.py; WP efficiencies for
+    # genuine tau_h are the paper's WP definitions (recalled); fake rates per reconstructed candidate read off its
+    # ROC curves as orders of magnitude (jets: ~1% at Medium for pT ~ 30 GeV, falling with pT)
+    deeptau_vsjet_wp: tuple[float, ...] = (0.2599605, 0.4249705, 0.5983682, 0.7848675, 0.8834768, 0.9308689, 0.9573137, 0.9733927)
+    deeptau_vsjet_eff: tuple[float, ...] = (0.98, 0.95, 0.90, 0.80, 0.70, 0.60, 0.50, 0.40)
+    deeptau_vsjet_fake: tuple[float, ...] = (0.25, 0.14, 0.06, 0.022, 0.009, 0.0045, 0.0025, 0.0013)  # at pT = 30 GeV
+    deeptau_fake_pt: tuple[float, float, float, float] = (30.0, -0.5, 20.0, 300.0)  # fake ∝ (pT/30)^-0.5, pT clipped to [20, 300]
+    # fakes x w, w = exp(-2 (I_rel - 0.45)) in [0.1, 5], I_rel = rawIso / pT: I0 set so that mean w = 1.0 over QCD-jet
+    # fakes (pTHat > 25 GeV, no pile-up; measured here); busier ttbar jets get about half
+    deeptau_fake_iso: tuple[float, float, float, float] = (0.45, 2.0, 0.1, 5.0)
+    deeptau_genuine_iso: tuple[float, float] = (0.3, 2.0)  # genuine: eff^h, h = max(1, exp(2 (I_rel - 0.3)))
+    deeptau_vse_wp: tuple[float, ...] = (0.0630386, 0.1686942, 0.3628130, 0.6815435, 0.8847544, 0.9675541, 0.9859251, 0.9928449)
+    deeptau_vse_eff: tuple[float, ...] = (0.995, 0.99, 0.98, 0.95, 0.90, 0.80, 0.70, 0.60)
+    deeptau_vse_fake: tuple[float, ...] = (0.20, 0.10, 0.045, 0.015, 0.005, 0.0015, 0.0007, 0.0003)
+    deeptau_vsmu_wp: tuple[float, ...] = (0.1058354, 0.2158633, 0.5551894, 0.8754835)
+    deeptau_vsmu_eff: tuple[float, ...] = (0.998, 0.995, 0.99, 0.98)
+    deeptau_vsmu_fake: tuple[float, ...] = (0.008, 0.004, 0.002, 0.001)
     # --- electron cell images (section owned by detector/calo_images.py) ---
+    # ATLAS LAr EM geometry (JINST 3 (2008) S08003 ch. 5; PHYSICS.md): cell size in eta, cells in 2 pi, window per layer
+    # (presampler, strips, middle, back); the grid is global (edges at multiples of the cell size).  Never shift these in
+    # a tune: they fix the shape of the images.
+    cells_deta: tuple[float, float, float, float] = (0.025, 0.003125, 0.025, 0.05)
+    cells_nphi: tuple[int, int, int, int] = (64, 64, 256, 256)  # dphi = 0.098, 0.098, 0.0245, 0.0245
+    cells_window_eta: tuple[int, int, int, int] = (7, 56, 7, 4)  # 0.175, 0.175, 0.175, 0.2 in eta
+    cells_window_phi: tuple[int, int, int, int] = (3, 3, 11, 11)  # 0.295, 0.295, 0.270, 0.270 in phi
+    cells_bfield: float = 2.0  # T (ATLAS solenoid)
+    cells_radius: tuple[float, float, float, float] = (1.44, 1.54, 1.71, 1.91)  # m: mid-depth radius per layer, barrel
+    cells_z_endcap: tuple[float, float, float, float] = (3.62, 3.72, 3.90, 4.15)  # m: mid-depth |z| per layer, endcap
+    cells_ps_eta_max: float = 1.8  # presampler coverage
+    # Pb/LAr accordion as one effective medium (1.53 mm Pb + 0.4 mm steel, 4.2 mm LAr; GFlash ComputeZAX0EFFetc rules)
+    cells_z_eff: float = 61.1
+    cells_critical_energy: float = 0.00977  # GeV: E_c = 2.66 (X0 Z / A)^1.1 MeV with X0 = 8.11 g/cm2, Z/A = 61.1/152
+    cells_moliere_cm: float = 4.1  # cm: R_M = 21.2 MeV X0 / E_c, X0 = 1.885 cm
+    cells_fs: float = 3.07  # F_S = X0_eff / (d_active + d_passive)
+    cells_ehat: float = 0.69  # e/mip = 1 / (1 + 0.007 (Z_passive - Z_active))
+    # depths along the particle in X0 at eta = 0 (presampler slab, strips, middle, back); the middle and back layers
+    # grow as min(cosh eta, cells_depth_scale_max) (22 X0 at eta = 0 to ~33 X0 at |eta| ~ 1.3 in all), the strips stay
+    # ~4.3 X0 (the lead thickness drops at |eta| = 0.8); slices per layer for the depth dependence of the lateral profile
+    cells_depth_x0: tuple[float, float, float, float] = (0.4, 4.3, 16.0, 2.0)
+    cells_ps_gap_x0: float = 0.3  # dead material between presampler and strips
+    cells_depth_grows: tuple[bool, bool, bool, bool] = (False, False, True, True)
+    cells_depth_scale_max: float = 1.5
+    cells_depth_slices: tuple[int, int, int, int] = (1, 2, 4, 1)
+    # material in front of the presampler (X0 vs |eta|, piecewise linear; approximate reading of the ATLAS material
+    # figures, JINST 3 (2008) S08003 fig. 1.3 / 5.x, recalled), scaled by cells_material_scale (pseudo-data: more)
+    cells_material_eta: tuple[float, ...] = (0.0, 0.6, 1.0, 1.37, 1.45, 1.52, 1.8, 2.5)
+    cells_material_x0: tuple[float, ...] = (1.8, 2.1, 2.6, 3.6, 6.0, 3.6, 3.2, 2.6)
+    cells_material_scale: float = 1.0
+    # energy lost in dead material (and seen by the presampler) per unit of Grindhammer-Peters profile fraction:
+    # ionisation per X0 per shower particle scales with the critical energy, E_c(Al, Ar) / E_c(Pb/LAr) ~ 3-4
+    cells_upstream_k: float = 1.5
+    cells_photon_conversion_x0: float = 9.0 / 7.0  # mean conversion depth of a photon
+    # sampling fluctuations (Gamma-distributed, variance s^2 E per slice; GFlash ApplySampling), presampler, constant
+    cells_sampling_term: float = 0.095  # GeV^1/2: with the GP fluctuations the cluster gets ~10%/sqrt(E)
+    cells_ps_sampling_term: float = 0.10  # GeV^1/2
+    cells_constant_term: float = 0.0017
+    # lateral spots (stratified over the GP radial profile) per source and slice: minimum + per GeV, capped; below the minimum source
+    # energy nothing is deposited
+    cells_spots_per_gev: float = 20.0
+    cells_spots_min: int = 16
+    cells_spots_max: int = 160
+    cells_min_energy: float = 0.05  # GeV
+    # hadrons in the window: MIP signal until they interact (lambda_I in X0 of the accordion), then an EM-like early
+    # shower carrying a uniform fraction in [0, 2 cells_had_em_frac] of the energy, laterally wider
+    cells_mip_per_x0: float = 0.011  # GeV (EM scale): ~0.25 GeV over the 22 X0 at eta = 0
+    cells_had_lambda_x0: float = 25.0
+    cells_had_em_frac: float = 0.3
+    cells_had_lateral: float = 2.5
+    # noise per cell (GeV): electronic, and out-of-time pile-up at mu_ref growing as sqrt(mu / mu_ref)
+    # (ATLAS LAr, JINST 3 (2008) S08003 ch. 5 and Run-1 performance, recalled)
+    cells_noise: tuple[float, float, float, float] = (0.030, 0.010, 0.025, 0.020)
+    cells_pu_noise: tuple[float, float, float, float] = (0.040, 0.008, 0.040, 0.015)
+    cells_pu_noise_mu_ref: float = 20.0
+    # cell time (ns): resolution sqrt((a/E)^2 + c^2), E in GeV; luminous-region time spread; cap for noise cells
+    cells_time_a: float = 1.5
+    cells_time_c: float = 0.25
+    cells_time_max: float = 12.5
+    cells_vertex_time: float = 0.18
+    # cluster calibration: E = (E_acc + w_ps E_ps) / R(E), per |eta| bin, R piecewise linear in log E (numerical
+    # inversion); derived from the NOMINAL simulation, derive_calibration(NOMINAL, n_per_point=2500, seed=2024); applied
+    # to every tune
+    cells_calib_eta_edges: tuple[float, ...] = (0.0, 0.4, 0.8, 1.2, 1.37, 1.52, 1.8, 2.1, 2.5)
+    cells_calib_e_knots: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 1000.0)
+    cells_calib_ps_weight: tuple[float, ...] = (3.03, 3.4, 4.163, 5.147, 8.853, 5.134, 0.0, 0.0)
+    cells_calib_response: tuple[tuple[float, ...], ...] = (
+        (0.9328, 0.9467, 0.9497, 0.9497, 0.9502, 0.9478, 0.9456, 0.9377),
+        (0.9329, 0.9477, 0.9524, 0.9536, 0.9534, 0.9516, 0.9498, 0.9447),
+        (0.9388, 0.953, 0.9603, 0.9611, 0.9602, 0.9575, 0.9542, 0.9491),
+        (0.9409, 0.964, 0.9755, 0.9791, 0.9762, 0.9719, 0.966, 0.9565),
+        (0.9783, 1.0381, 1.0738, 1.0802, 1.0768, 1.0643, 1.0497, 1.0192),
+        (0.9173, 0.9528, 0.9626, 0.9662, 0.9656, 0.9622, 0.9563, 0.9468),
+        (0.6295, 0.7062, 0.766, 0.81, 0.842, 0.8645, 0.8779, 0.8894),
+        (0.634, 0.7034, 0.7499, 0.7907, 0.8143, 0.8285, 0.8388, 0.8444),
+    )
+    # tracks near electrons: cone, count, n_tracks definition; electron-track bremsstrahlung (Bethe-Heitler with
+    # t = cells_track_brem_scale x inner-detector X0) and hit counts (ATLAS ID: 4 pixel layers with IBL, 4 SCT double
+    # layers, TRT straws vs |eta|)
+    cells_track_cone: float = 0.4
+    cells_track_max: int = 10
+    cells_ntrk_cone: float = 0.1
+    cells_ntrk_pt_min: float = 1.0
+    cells_id_material_eta: tuple[float, ...] = (0.0, 0.6, 1.0, 1.5, 2.0, 2.5)
+    cells_id_material_x0: tuple[float, ...] = (0.35, 0.45, 0.6, 1.0, 1.2, 1.0)
+    cells_track_brem_scale: float = 0.3
+    cells_pixel_layers: int = 4
+    cells_sct_hits: int = 8
+    cells_hit_overlap_prob: float = 0.15  # extra hit from module overlaps, per layer
+    cells_hit_ineff: float = 0.02
+    cells_trt_eta: tuple[float, ...] = (0.0, 0.6, 0.9, 1.1, 1.5, 1.9, 2.05, 2.5)
+    cells_trt_hits: tuple[float, ...] = (33.0, 33.0, 22.0, 26.0, 36.0, 30.0, 0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,9 +284,13 @@ _PSEUDO_BASE: dict[str, Any] = {
 # pseudo-data shifts of the particle-flow / jets section
 _PSEUDO_JETS: dict[str, Any] = {}
 # pseudo-data shifts of the taus section
-_PSEUDO_TAUS: dict[str, Any] = {}
+_PSEUDO_TAUS: dict[str, Any] = {"tau_energy_scale": 0.98, "tau_id_eff_scale": 0.95}
 # pseudo-data shifts of the cell-image section
-_PSEUDO_CELLS: dict[str, Any] = {}
+_PSEUDO_CELLS: dict[str, Any] = {
+    "cells_material_scale": 1.10,  # 10% more material in front of the calorimeter
+    "cells_sampling_term": 0.095 * 1.2,
+    "cells_noise": (0.033, 0.011, 0.0275, 0.022),  # 10% more electronic noise
+}
 
 PSEUDODATA = replace(NOMINAL, name="pseudodata", **_PSEUDO_BASE, **_PSEUDO_JETS, **_PSEUDO_TAUS, **_PSEUDO_CELLS)
 

@@ -7,12 +7,20 @@ bar) and reduced to what the detector simulation and the ntuples need:
     final-state visible particles (neutrinos removed) with |eta| < 5:
     pt, eta, phi, mass, pdgId, charge, and for electrons and muons their
     ``origin`` (1 prompt from a boson, 15 from a tau, 5 from a b hadron,
-    4 from a c hadron, 3 other).
+    4 from a c hadron, 3 other), and ``tau``: the index in the event's
+    ``genvistau`` of the hadronic tau the particle descends from, else -1.
 ``heavy``
     b and c hadrons with pT > 5 GeV (for jet hadron flavour).
 ``genpart``
     a pruned truth record (top, W, Z, H, tau, hard-process partons, prompt
     leptons and neutrinos) with mother indices and NanoAOD status flags.
+    ``isLastCopy`` means no daughter is a copy of the particle (a tau that
+    radiates a photon is not its last copy).
+``genvistau``
+    one entry per hadronically decaying tau (last copy), sorted by visible pT:
+    visible 4-vector (all final-state non-neutrino descendants), charge, the
+    NanoAOD decay mode as ``status`` (0 h, 1 h pi0, 2 h 2pi0, 10 3h, 11 3h pi0,
+    15 other) and ``genPartIdxMother``, the tau's index in ``genpart``.
 event level
     ``event``, ``genWeight``, ``genmet_px``, ``genmet_py``.
 
@@ -170,6 +178,84 @@ def _origin_code(parent_abs_id: np.ndarray) -> np.ndarray:
     return out
 
 
+def _daughters(node: np.ndarray, d1: np.ndarray, d2: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Daughters of the global indices ``node``: (position in ``node`` of the parent, global daughter index).
+
+    Pythia's daughter convention: d1 <= d2 > 0 a contiguous range, d1 > 0 = d2 one
+    daughter, d1 > d2 > 0 two separate daughters.
+    """
+    a, b = d1[node], d2[node]
+    has = a > 0
+    ranged = has & (b >= a)
+    n_first = np.where(ranged, b - a + 1, has.astype(np.int64))
+    parent = np.repeat(np.arange(len(node)), n_first)
+    child = np.repeat(base[node] + a, n_first) + (np.arange(int(n_first.sum())) - np.repeat(np.cumsum(n_first) - n_first, n_first))
+    second = np.flatnonzero(has & (b > 0) & (b < a))
+    return np.concatenate([parent, second]), np.concatenate([child, base[node[second]] + b[second]])
+
+
+def _tau_decays(
+    pid: np.ndarray,
+    status: np.ndarray,
+    charge: np.ndarray,
+    d1: np.ndarray,
+    d2: np.ndarray,
+    base: np.ndarray,
+    last_copy: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decays of the last-copy taus, followed down the record level by level (vectorised over the batch).
+
+    Returns (tau, hadronic, decay_mode, owner, descendant): the global index of
+    each decayed last-copy tau, whether it decays hadronically (no e or mu among
+    its direct daughters), its NanoAOD GenVisTau decay mode, and the pairs
+    (row in ``tau``, global index) of all its final-state descendants.  Photons
+    radiated by the tau before it decays are not descendants: their mother is an
+    earlier copy of the tau, not the last one.
+
+    Decay mode as CMS ``JetMCTagUtils::genTauDecayMode`` (prongs = charged
+    hadrons; a neutral kaon or other neutral hadron makes it "other", as K0S is
+    stable in CMS generation), with pi0s counted as pi0 descendants rather than
+    photon pairs (a Dalitz pi0 stays a pi0): 0 h, 1 h pi0, 2 h 2pi0, 10 3h,
+    11 3h pi0, 15 other (NanoAOD GenVisTau_status).
+    """
+    abs_id = np.abs(pid)
+    tau = np.flatnonzero((abs_id == 15) & last_copy & (d1 > 0))
+    n_tau = len(tau)
+    owners, found = [], []
+    leptonic = np.zeros(n_tau, dtype=bool)
+    n_pi0 = np.zeros(n_tau, dtype=np.int64)
+    n_neutral_hadron = np.zeros(n_tau, dtype=np.int64)
+    owner, node = np.arange(n_tau), tau
+    for level in range(20):  # tau -> K0S -> pi0 -> gamma is the deepest common chain
+        parent, child = _daughters(node, d1, d2, base)
+        owner = owner[parent]
+        child_id = abs_id[child]
+        if level == 0:
+            leptonic = np.bincount(owner, weights=(child_id == 11) | (child_id == 13), minlength=n_tau) > 0
+        n_pi0 += np.bincount(owner, weights=child_id == 111, minlength=n_tau).astype(np.int64)
+        final = status[child] > 0
+        neutral_hadron = np.isin(child_id, (130, 310, 311)) | (
+            final & (charge[child] == 0) & (child_id > 100)
+        )
+        n_neutral_hadron += np.bincount(owner, weights=neutral_hadron, minlength=n_tau).astype(np.int64)
+        owners.append(owner[final])
+        found.append(child[final])
+        owner, node = owner[~final], child[~final]
+        if len(node) == 0:
+            break
+    owner = np.concatenate(owners)
+    descendant = np.concatenate(found)
+    desc_id = abs_id[descendant]
+    prong = (charge[descendant] != 0) & (desc_id != 11) & (desc_id != 13)
+    n_prong = np.bincount(owner, weights=prong, minlength=n_tau).astype(np.int64)
+    mode = np.full(n_tau, 15, dtype=np.int32)
+    clean = n_neutral_hadron == 0
+    one, three = clean & (n_prong == 1), clean & (n_prong == 3)
+    mode[one & (n_pi0 <= 2)] = n_pi0[one & (n_pi0 <= 2)]
+    mode[three & (n_pi0 <= 1)] = 10 + n_pi0[three & (n_pi0 <= 1)]
+    return tau, ~leptonic, mode, owner, descendant
+
+
 def _charge_table(pythia: Any, ids: np.ndarray) -> np.ndarray:
     """Charge per particle, looked up once per distinct id (not per particle)."""
     unique, inverse = np.unique(ids, return_inverse=True)
@@ -222,12 +308,36 @@ def reduce_batch(batch: ak.Array, pythia: Any, first_event: int, min_pt: float =
     def jagged(mask: np.ndarray, columns: dict[str, np.ndarray]) -> ak.Array:
         return ak.unflatten(ak.zip({k: v[mask] for k, v in columns.items()}), np.bincount(evt[mask], minlength=n))
 
+    charge = _charge_table(pythia, pid) if len(pid) else np.zeros(0, np.int8)
+    # last copy: no daughter is a copy of the particle (a tau radiating a photon has daughters (tau, gamma))
+    d1g = np.where(d1 > 0, d1 + base, 0)
+    d2g = np.where(d2 > 0, d2 + base, 0)
+    last_copy = ~(((d1 > 0) & (pid[d1g] == pid)) | ((d2 > 0) & (pid[d2g] == pid)))
+
+    # hadronic taus: visible 4-vector of the final-state non-neutrino descendants, decay mode
+    tau_all, hadronic, tau_mode, owner, descendant = _tau_decays(pid, status, charge, d1, d2, base, last_copy)
+    vis = ~is_nu[descendant]
+    owner_vis, desc_vis = owner[vis], descendant[vis]
+    vis_p = [np.bincount(owner_vis, weights=c[desc_vis], minlength=len(tau_all)) for c in (px, py, pz, e)]
+    had = np.flatnonzero(hadronic)
+    vpx, vpy, vpz, ve = (c[had] for c in vis_p)
+    vis_pt = np.hypot(vpx, vpy)
+    tau_evt = evt[tau_all[had]]
+    tau_order = np.lexsort((-vis_pt, tau_evt))  # by event, then decreasing visible pT
+    tau_rank = np.empty(len(had), dtype=np.int64)
+    tau_rank[tau_order] = np.arange(len(had))
+    tau_starts = np.concatenate([[0], np.cumsum(np.bincount(tau_evt, minlength=n))[:-1]])
+    tau_local = np.full(len(tau_all), -1, dtype=np.int16)  # index in the event's GenVisTau, per tau row
+    tau_local[had] = tau_rank - tau_starts[tau_evt]
+    tau_of = np.full(len(pid), -1, dtype=np.int16)
+    tau_of[descendant] = tau_local[owner]
+
     particles = jagged(
         visible,
         {
             "pt": pt.astype(np.float32), "eta": eta.astype(np.float32), "phi": phi.astype(np.float32),
             "mass": mass.astype(np.float32), "pdgId": pid.astype(np.int32),
-            "charge": _charge_table(pythia, pid) if len(pid) else np.zeros(0, np.int8), "origin": origin,
+            "charge": charge, "origin": origin, "tau": tau_of,
         },
     )
 
@@ -240,8 +350,6 @@ def reduce_batch(batch: ak.Array, pythia: Any, first_event: int, min_pt: float =
 
     # pruned GenPart: hard process, last copies of t/W/Z/H/tau, prompt leptons and neutrinos
     abs_status = np.abs(status)
-    d1g = np.where(d1 > 0, d1 + base, 0)
-    last_copy = ~((d1 > 0) & (d1 == d2) & (pid[d1g] == pid))
     hard = (abs_status >= 21) & (abs_status <= 23)
     boson = (abs_id == 6) | (abs_id == 23) | (abs_id == 24) | (abs_id == 25)
     tau = abs_id == 15
@@ -275,6 +383,25 @@ def reduce_batch(batch: ak.Array, pythia: Any, first_event: int, min_pt: float =
         },
     )
 
+    # GenVisTau: one entry per hadronically decaying last-copy tau, sorted by visible pT within the event
+    o = tau_order
+    vis_p2 = vpx[o] ** 2 + vpy[o] ** 2
+    vis_eta = np.arcsinh(vpz[o] / np.maximum(np.sqrt(vis_p2), 1e-9))
+    genvistau = ak.unflatten(
+        ak.zip(
+            {
+                "pt": np.sqrt(vis_p2).astype(np.float32),
+                "eta": vis_eta.astype(np.float32),
+                "phi": np.arctan2(vpy[o], vpx[o]).astype(np.float32),
+                "mass": np.sqrt(np.maximum(ve[o] ** 2 - vis_p2 - vpz[o] ** 2, 0.0)).astype(np.float32),
+                "charge": charge[tau_all[had][o]].astype(np.int32),
+                "status": tau_mode[had][o].astype(np.int32),
+                "genPartIdxMother": new_index[tau_all[had][o]].astype(np.int32),
+            }
+        ),
+        np.bincount(tau_evt, minlength=n),
+    )
+
     nu_final = final & is_nu
     genmet_px = np.bincount(evt[nu_final], weights=px[nu_final], minlength=n)
     genmet_py = np.bincount(evt[nu_final], weights=py[nu_final], minlength=n)
@@ -288,6 +415,7 @@ def reduce_batch(batch: ak.Array, pythia: Any, first_event: int, min_pt: float =
             "particles": particles,
             "heavy": heavy,
             "genpart": genpart,
+            "genvistau": genvistau,
         },
         depth_limit=1,
     )
