@@ -36,8 +36,12 @@ def isolation(leptons: Table, pf: Table, n_events: int, cone: float) -> np.ndarr
 
 
 def match_to_genpart(leptons: Table, gen: Table, n_events: int, abs_id: int) -> np.ndarray:
-    """Index (within the event) of the nearest GenPart of the same flavour within dR < 0.1, else -1."""
-    cand = gen.select(np.abs(gen["pdgId"]) == abs_id)
+    """Index (within the event) of the nearest final-state GenPart of the same flavour within dR < 0.1, else -1.
+
+    Only status-1 particles are candidates, as in NanoAOD: the hard-process copy of
+    a lepton (status 23) lies before its final-state radiation.
+    """
+    cand = gen.select((np.abs(gen["pdgId"]) == abs_id) & (gen["status"] == 1))
     flat = nearest_within(leptons, cand, n_events, 0.1)
     return np.where(flat >= 0, cand["local"][np.maximum(flat, 0)] if len(cand) else -1, -1).astype(np.int32)
 
