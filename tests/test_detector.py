@@ -41,7 +41,7 @@ def _sim(generated: dict[str, Path], name: str, tune=NOMINAL, sub_chunk: int = 1
     out = generated["dir"] / f"{name}.root"
     if not out.exists():
         simulate_chunk(generated["tt"], out, tune=tune, global_seed=11, sample="tt", chunk=0, pileup_path=generated["mb"], mu=mu,
-                       store_pfcands=pf, sub_chunk=sub_chunk, progress=False)
+                       store_pfcands=pf, store_cells=pf, sub_chunk=sub_chunk, progress=False)
     return out
 
 
@@ -78,7 +78,7 @@ def test_same_seed_same_bytes_and_tune_changes_electron_scale(generated: dict[st
     sha_a = hashlib.sha256(a.read_bytes()).hexdigest()
     # the file name is stored inside a ROOT file: rewrite the same path and compare bytes
     simulate_chunk(generated["tt"], a, tune=NOMINAL, global_seed=11, sample="tt", chunk=0, pileup_path=generated["mb"], mu=10.0,
-                   store_pfcands=True, progress=False)
+                   store_pfcands=True, store_cells=True, progress=False)
     assert hashlib.sha256(a.read_bytes()).hexdigest() == sha_a
 
     def electron_response(path: Path) -> float:
@@ -89,7 +89,8 @@ def test_same_seed_same_bytes_and_tune_changes_electron_scale(generated: dict[st
     nominal = electron_response(a)
     pseudo = electron_response(_sim(generated, "pseudodata", tune=PSEUDODATA))
     assert nominal == pytest.approx(1.0, abs=0.015)
-    assert pseudo / nominal == pytest.approx(1.02, abs=0.015)
+    # pseudodata: EM scale 1.04 on every cell; its extra upstream material costs a few per mille more
+    assert pseudo / nominal == pytest.approx(1.04, abs=0.012)
 
 
 def test_leptons_isolation_and_truth(generated: dict[str, Path]) -> None:
@@ -136,7 +137,7 @@ def test_sub_chunks_bound_memory_without_changing_content(generated: dict[str, P
     small = _sim(generated, "subchunk", sub_chunk=40, pf=False)
     ev = _events(small)
     assert len(ev) == 150
-    assert "PFCands" not in ev.fields
+    assert "PFCands" not in ev.fields and "EleCell" not in ev.fields  # optional collections off
     assert ev.event.tolist() == list(range(1, 151))
 
 

@@ -131,7 +131,8 @@ def test_gather_follows_local_indices_per_event() -> None:
 
 # ------------------------------------------------------------------------------- synthetic NanoAOD with NEW branches
 
-LAYER_SHAPE = {0: (2, 3), 1: (6, 3), 2: (3, 3), 3: (2, 3)}
+#: the real window of hepchain.detector.calo_images (presampler 7x3, strips 56x3, middle 7x11, back 4x11)
+LAYER_SHAPE = {0: (7, 3), 1: (56, 3), 2: (7, 11), 3: (4, 11)}
 LAYER_SHARE = (0.05, 0.25, 0.68, 0.02)
 
 

@@ -75,8 +75,15 @@ def test_configfile_replaces_default_samples(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path: Path) -> None:
-    r = snakemake("results/vh/binning.json", "--cores", "2", "--configfile", str(TINY_CONFIG), cwd=tmp_path)
+    r = snakemake(
+        "results/vh/binning.json", "results/detector/validation.json", "--cores", "2", "--configfile", str(TINY_CONFIG),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    validation = json.loads((tmp_path / "results/detector/validation.json").read_text())
+    assert {"electrons", "muons", "met"} <= set(validation)
+    assert validation["electrons"]["response"]["value"] == pytest.approx(1.0, abs=0.03)
+    assert any((tmp_path / "results/detector/figures").glob("*.png"))
     report = json.loads((tmp_path / "results/vh/binning.json").read_text())
     edges = np.array(report["edges"])
     assert edges[0] == pytest.approx(0.0) and edges[-1] == pytest.approx(1.0)  # tiny config: range [0, 1]
@@ -94,7 +101,9 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
         summary = json.loads((tmp_path / f"results/vh/model/fold{fold}/summary.json").read_text())
         assert summary["onnx_parity_max_abs_diff"] < 1e-5
     # a second call runs nothing
-    again = snakemake("-n", "results/vh/binning.json", "--configfile", str(TINY_CONFIG), cwd=tmp_path)
+    again = snakemake(
+        "-n", "results/vh/binning.json", "results/detector/validation.json", "--configfile", str(TINY_CONFIG), cwd=tmp_path
+    )
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 

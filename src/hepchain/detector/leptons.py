@@ -68,6 +68,7 @@ def build_leptons(pf: Table, gen: Table, n_events: int, tune: Tune, rng: np.rand
             "dxy": lep["dxy"],
             "dz": lep["dz"],
             "genPartIdx": match_to_genpart(lep, gen, n_events, kind),
+            "truth": lep["truth"],  # flat index of the generated particle (not written)
             "genPartFlav": np.where(np.isin(lep["origin"], (1, 15, 5, 4)), lep["origin"], 3).astype(np.uint8),
         }
         if kind == PF_ELECTRON:

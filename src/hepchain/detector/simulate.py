@@ -19,6 +19,7 @@ import numpy as np
 
 from ..generate.seeds import derive_seed
 from ..nanoaod import CONTRACT, NanoAODWriter, conform
+from .calo_images import build_electron_calo, nanoaod_arrays
 from .jets import build_jets
 from .leptons import build_leptons
 from .met import build_met, track_met
@@ -89,6 +90,18 @@ def simulate_events(
     genpart["local"] = index_within_group(genpart.counts(n)).astype(np.int32)
     electrons, muons = build_leptons(pf, genpart, n, tune, rng("leptons"))
 
+    # electron calorimeter: cell images, cluster energy and scalars, nearby tracks; the Electron energy is
+    # the calibrated cluster energy (the standard reconstruction that the electron study's regression improves on)
+    calo = build_electron_calo(
+        Table({k: electrons[k] for k in ("evt", "pt", "eta", "phi", "charge", "truth", "dxy", "dz")}),
+        particles, pf.select(pf["charge"] != 0), n, tune, rng("electron_cells"), mu, store_cells,
+    )
+    electron_extra, electron_collections = nanoaod_arrays(calo, n, store_cells)
+    for key, value in electron_extra.items():
+        electrons[key] = value
+    if len(electrons):
+        electrons["pt"] = (electrons["energyCluster"] / np.cosh(electrons["eta"])).astype(np.float32)
+
     truth_visible = hard.select(np.abs(hard["eta"]) < 5.0)
     heavy = from_jagged(gen.heavy, ["pt", "eta", "phi", "flavour"])
     jets, genjets, links, rho = build_jets(pf, truth_visible, heavy, n, tune, rng("jets"))
@@ -142,8 +155,10 @@ def simulate_events(
         "SoftActivityJetHT": soft_ht.astype(np.float32),
         "fixedGridRhoFastjetCentralNeutral": rho.astype(np.float32),
     }
+    out.update(electron_collections)
     if store_pfcands:
-        out["PFCands"] = pf.to_jagged(n, {k: k for k in CONTRACT["PFCands"]})
+        names = {"d0": "dxy", "d0Err": "d0err", "dzErr": "dzerr"}
+        out["PFCands"] = pf.to_jagged(n, {k: names.get(k, k) for k in CONTRACT["PFCands"]})
         pf_starts = np.concatenate([[0], np.cumsum(pf.counts(n))[:-1]])
         links["pf_local"] = (links["pf"] - pf_starts[links["evt"]]).astype(np.int32)
         out["JetPFCands"] = links.to_jagged(n, {"jetIdx": "jet", "pFCandsIdx": "pf_local"})

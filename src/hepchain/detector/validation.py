@@ -593,8 +593,6 @@ def electron_images(d: RoleData) -> dict[str, Any]:
     evt = _evt(d["EleCell_e"])
     ele = _np(d["EleCell_electronIdx"]).astype(np.int64)
     layer = _np(d["EleCell_layer"]).astype(np.int64)
-    ieta = _np(d["EleCell_ieta"]).astype(np.int64)
-    iphi = _np(d["EleCell_iphi"]).astype(np.int64)
     e = _np(d["EleCell_e"]).astype(np.float64)
     if len(e) == 0:
         return {"n_electrons": 0}
@@ -607,14 +605,18 @@ def electron_images(d: RoleData) -> dict[str, Any]:
     total = e_layer.sum(axis=1)
     ok = total > 0
     frac = e_layer[ok] / total[ok, None]
+    # the cells of one electron come in the fixed window order of hepchain.detector.calo_images.cell_layout
+    # (layer, then local eta, then local phi): the position within the electron's block gives the pixel
+    from .calo_images import cell_layout
+
+    layout = cell_layout()
     images = {}
-    for lay in range(n_layers):
-        sel = layer == lay
-        if not sel.any():
-            continue
-        ne, npf = int(ieta[sel].max()) + 1, int(iphi[sel].max()) + 1
-        img = np.bincount(ieta[sel] * npf + iphi[sel], weights=e[sel], minlength=ne * npf).reshape(ne, npf) / n_ele
-        images[LAYER_NAMES[lay] if lay < len(LAYER_NAMES) else f"layer{lay}"] = img.tolist()
+    if len(e) == n_ele * layout.n_cells:
+        dense = e[np.argsort(eid, kind="stable")].reshape(n_ele, layout.n_cells).mean(axis=0)
+        for lay in range(len(layout.offsets) - 1):
+            block = layout.block(lay)
+            shape = (int(layout.local_eta[block].max()) + 1, int(layout.local_phi[block].max()) + 1)
+            images[LAYER_NAMES[lay] if lay < len(LAYER_NAMES) else f"layer{lay}"] = dense[block].reshape(shape).tolist()
     return {
         "n_electrons": int(n_ele),
         "layer_fraction": frac.mean(axis=0).tolist(),
@@ -712,7 +714,7 @@ def validate_electrons(data: Mapping[str, RoleData], skip: Skips) -> dict[str, A
         shift_err = math.hypot(fp["dm_err"] / fp["peak"], fn["dm_err"] / fn["peak"])
         inj = injected_shifts()
         chk["pseudodata_scale_shift"] = check(
-            shift, shift_err, (inj["em"] - 0.01, inj["em"] + 0.01), SRC["injected"] + f": EM scale x material = {inj['em']:+.4f}",
+            shift, shift_err, (inj["em"] - 0.01, inj["em"] + 0.01), SRC["injected"] + f": EM scale ratio {inj['em']:+.4f} (more material: -0.2 to -0.7%)",
             "peak(pseudodata)/peak(nominal) - 1 from the BW (x) CB fits (same generated events)",
         )
         ratio = fp["sigma_cb"] / fn["sigma_cb"]
@@ -720,8 +722,8 @@ def validate_electrons(data: Mapping[str, RoleData], skip: Skips) -> dict[str, A
         r0 = inj["em_resolution_ratio"]
         chk["pseudodata_sigma_cb_ratio"] = check(
             ratio, ratio_err, (max(1.0, 0.75 * r0), 1.25 * r0),
-            SRC["injected"] + f": sigma/E = a/sqrt(E) (+) b (+) mean upstream loss (the spread of its exponential) at 45 GeV, "
-            f"pseudodata/nominal = {r0:.3f}, +-25% for the non-Gaussian loss",
+            SRC["injected"] + f": sigma/E = (sampling (+) shower-depth term)/sqrt(E) (+) 0.65% at 45 GeV, "
+            f"pseudodata/nominal = {r0:.3f}, +-25% for pile-up, noise and material",
             "sigma_CB(pseudodata)/sigma_CB(nominal) (errors treated as uncorrelated, hence conservative)",
         )
     if "pseudodata" in data and all(isinstance(out["curves"].get(t), dict) and "vs_pt" in out["curves"][t] for t in ("nominal", "pseudodata")):
@@ -735,14 +737,14 @@ def validate_electrons(data: Mapping[str, RoleData], skip: Skips) -> dict[str, A
         fn_m, fp_m = fits_m["nominal"], fits_m["pseudodata"]
         chk["pseudodata_response_shift"] = check(
             fp_m.mu / fn_m.mu - 1.0, math.hypot(fp_m.mu_err / fp_m.mu, fn_m.mu_err / fn_m.mu), (inj["em"] - 0.01, inj["em"] + 0.01),
-            SRC["injected"] + f": EM scale x material = {inj['em']:+.4f}",
+            SRC["injected"] + f": EM scale ratio {inj['em']:+.4f} (more material: -0.2 to -0.7%)",
             "core mean of pT_reco/pT_gen (pseudodata) / (nominal) - 1, prompt matched electrons, |eta_gen| < 1.37, 25 < pT_gen < 100 GeV",
         )
         rn, rn_err = relative_resolution(fn_m)
         rp, rp_err = relative_resolution(fp_m)
         chk["pseudodata_resolution_ratio"] = check(
             rp / rn, rp / rn * math.hypot(rp_err / rp, rn_err / rn), (max(1.0, 0.75 * r0), 1.25 * r0),
-            SRC["injected"] + f": sigma/E = a/sqrt(E) (+) b (+) mean upstream loss at 45 GeV, pseudodata/nominal = {r0:.3f}, +-25%",
+            SRC["injected"] + f": sigma/E = (sampling (+) shower-depth term)/sqrt(E) (+) 0.65% at 45 GeV, pseudodata/nominal = {r0:.3f}, +-25%",
             "core sigma/mu of pT_reco/pT_gen, pseudodata over nominal, prompt matched electrons, |eta_gen| < 1.37, 25 < pT_gen < 100 GeV",
         )
     # cell images and shower-shape scalars
@@ -798,8 +800,10 @@ def validate_electrons(data: Mapping[str, RoleData], skip: Skips) -> dict[str, A
             rel = eacc[has] / np.where(cells_acc > 0, cells_acc, np.nan)
             rel = rel[np.isfinite(rel)]
             if len(rel):
-                chk["eacc_vs_cells"] = check(float(np.median(rel)), float(1.2533 * np.std(rel) / math.sqrt(len(rel))), (0.95, 1.05),
-                                             SRC["internal"], "median of Electron_eAcc / sum of EleCell energies in layers 1-3, per electron")
+                chk["eacc_vs_cells"] = check(float(np.median(rel)), float(1.2533 * np.std(rel) / math.sqrt(len(rel))), (0.88, 1.0),
+                                             SRC["internal"] + ": the 3x7 cluster inside the 7x11 window holds 90-97% of an EM shower "
+                                             "(Grindhammer-Peters lateral profile, PHYSICS.md)",
+                                             "median of Electron_eAcc (3x7 cluster) / sum of the window's EleCell energies in layers 1-3")
     return out
 
 
@@ -896,19 +900,26 @@ def _matched_jets(d: RoleData) -> dict[str, np.ndarray]:
 def injected_shifts() -> dict[str, float]:
     """EM and jet response shifts of the pseudo-data tune relative to nominal, as injected in :mod:`.tune`.
 
-    The reconstruction corrects the *nominal* mean upstream loss only, so the
-    net EM shift is em_scale ratio x (1 - loss_pd)/(1 - loss_nom) - 1.  The jet
-    shift weights the EM shift by the photon fraction and the hadronic-scale
-    shift by the neutral-hadron fraction of PF jets (charged hadrons are
-    measured by the tracker): CMS, JINST 12 (2017) P10003.
+    Electrons are measured by the cell simulation (:mod:`.calo_images`) with the
+    *nominal* calibration, so the EM shift is the em_scale ratio; the extra
+    upstream material of the pseudo-data tune lowers it by a few per mille at Z
+    energies (single-electron gun: +3.3% at 10 GeV, +3.8% at 40 GeV, +4.0% at
+    160 GeV), inside the band the checks allow.  The EM resolution ratio at
+    45 GeV follows from the scaled sampling term: the stochastic term is the
+    sampling term (+) the shower-depth fluctuations (0.071, measured with the
+    gun: 10.5% total against a 7.7% sampling term), with a 0.65% constant term.
+    The jet shift weights the EM shift by the photon fraction and the
+    hadronic-scale shift by the neutral-hadron fraction of PF jets (charged
+    hadrons are measured by the tracker): CMS, JINST 12 (2017) P10003.
     """
     from .tune import NOMINAL, PSEUDODATA
 
-    em = PSEUDODATA.em_scale / NOMINAL.em_scale * (1.0 - PSEUDODATA.em_material_loss) / (1.0 - NOMINAL.em_material_loss) - 1.0
+    em = PSEUDODATA.em_scale / NOMINAL.em_scale - 1.0
     had = PSEUDODATA.had_scale / NOMINAL.had_scale - 1.0
-    # relative EM resolution at E = 45 GeV (a Z electron): stochastic (+) constant (+) spread of the exponential upstream loss
+
     def em_sigma(t: Any, e: float = 45.0) -> float:
-        return math.sqrt(t.em_stochastic**2 / e + t.em_constant**2 + t.em_material_loss**2)
+        stochastic2 = t.cells_sampling_term**2 + 0.071**2
+        return math.sqrt(stochastic2 / e + 0.0065**2)
 
     return {"em": em, "had": had, "jet": _PF_PHOTON_FRACTION * em + _PF_NEUTRAL_HADRON_FRACTION * had,
             "em_resolution_ratio": em_sigma(PSEUDODATA) / em_sigma(NOMINAL)}
