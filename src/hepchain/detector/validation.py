@@ -957,7 +957,11 @@ def _dijet_events(d: RoleData, rng: np.random.Generator) -> dict[str, np.ndarray
         g.append(v)
     gref, gprobe = np.where(swap, g[1], g[0]), np.where(swap, g[0], g[1])
     a_truth = (gref - gprobe) / (0.5 * (gref + gprobe))
-    return {"sel": sel, "a_reco": a_reco[sel], "a_truth": a_truth[sel & np.isfinite(a_truth)], "pt_avg": avg[sel]}
+    # response of the two selected jets themselves (the reference jet may be forward, with a worse resolution)
+    resp = np.concatenate([pt1[sel] / g[0][sel], pt2[sel] / g[1][sel]])
+    paired = sel & np.isfinite(a_truth)
+    return {"sel": sel, "a_reco": a_reco[sel], "a_truth": a_truth[paired], "pt_avg": avg[sel],
+            "response": resp[np.isfinite(resp)], "a_detector": (a_reco - a_truth)[paired]}
 
 
 def validate_jets(data: Mapping[str, Mapping[str, RoleData]], skip: Skips, seed: int = 2) -> dict[str, Any]:
@@ -1043,21 +1047,22 @@ def validate_jets(data: Mapping[str, Mapping[str, RoleData]], skip: Skips, seed:
                 "dphi > 2.7, pT3 < max(25 GeV, 0.25 pT_avg), 0.2 < |eta_probe| < 0.7, 1.1 <= pT_avg < 2.6 TeV",
                 jer_insitu=fit.sigma / math.sqrt(2.0),
             )
-            if fit_truth is not None:
-                det2 = fit.sigma**2 - fit_truth.sigma**2
-                sel = central & (m["gen_pt"] >= 1100.0) & (m["gen_pt"] < 2600.0)
-                if det2 > 0 and sel.sum() >= MIN_ENTRIES:
-                    jer_insitu = math.sqrt(det2) / math.sqrt(2.0)
-                    jer_insitu_err = math.hypot(fit.sigma * fit.sigma_err, fit_truth.sigma * fit_truth.sigma_err) / math.sqrt(det2) / math.sqrt(2.0)
-                    tfit = core_gauss_fit(ratio[sel])
-                    jer_truth, jer_truth_err = relative_resolution(tfit)
-                    closure = jer_insitu / jer_truth
-                    chk["insitu_vs_truth_jer"] = check(
-                        closure, closure * math.hypot(jer_insitu_err / jer_insitu, jer_truth_err / jer_truth), (0.8, 1.2), SRC["atlas_insitu"],
-                        "sqrt(sigma_A,reco^2 - sigma_A,truth^2)/sqrt(2) (truth: matched GenJets of the same two jets) divided by the "
-                        "truth-matched JER of jets with 1.1 <= pT_gen < 2.6 TeV, |eta| < 1.3",
-                        jer_insitu=jer_insitu, jer_truth=jer_truth,
-                    )
+            # particle-level imbalance removed event by event (A_reco - A_truth of the same jets and assignment):
+            # the truth asymmetry has a narrow core on wide radiation tails, so subtracting core widths in
+            # quadrature is not valid (it gave 1.7 for a closure that is 1.1 event by event)
+            if fit_truth is not None and len(ev["a_detector"]) >= MIN_ENTRIES and len(ev["response"]) >= MIN_ENTRIES:
+                dfit = core_gauss_fit(ev["a_detector"])
+                jer_insitu, jer_insitu_err = dfit.sigma / math.sqrt(2.0), dfit.sigma_err / math.sqrt(2.0)
+                tfit = core_gauss_fit(ev["response"])
+                jer_truth, jer_truth_err = relative_resolution(tfit)
+                closure = jer_insitu / jer_truth
+                chk["insitu_vs_truth_jer"] = check(
+                    closure, closure * math.hypot(jer_insitu_err / jer_insitu, jer_truth_err / jer_truth), (0.8, 1.2), SRC["atlas_insitu"],
+                    "core width of (A_reco - A_truth)/sqrt(2) (A_truth: matched GenJets of the same two jets, same ref/probe "
+                    "assignment) divided by the truth-matched JER (core sigma/mu of pT_reco/pT_gen) of the same two jets",
+                    jer_insitu=jer_insitu, jer_truth=jer_truth,
+                    quadrature_insitu=math.sqrt(max(fit.sigma**2 - fit_truth.sigma**2, 0.0) / 2.0),
+                )
     if "dijet" not in data:
         chk["dijet_asymmetry_width"] = skip("jets.dijet_asymmetry_width", "no dijet sample given")
     # pseudo-data vs nominal on the same dijet events
