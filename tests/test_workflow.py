@@ -81,9 +81,14 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     validation = json.loads((tmp_path / "results/detector/validation.json").read_text())
-    assert {"electrons", "muons", "met"} <= set(validation)
-    assert validation["electrons"]["response"]["value"] == pytest.approx(1.0, abs=0.03)
-    assert any((tmp_path / "results/detector/figures").glob("*.png"))
+    assert {"electrons", "muons", "jets", "taus", "met", "summary"} <= set(validation)
+    assert validation["electrons"]["checks"]["response_barrel"]["value"] == pytest.approx(1.0, abs=0.03)
+    assert validation["muons"]["checks"]["response_barrel_20_100"]["value"] == pytest.approx(1.0, abs=0.01)
+    assert validation["summary"]["n_checks"] > 10
+    assert "electrons.pseudodata" not in str(validation["skipped"])  # the tiny config asks for pseudodata Z -> ee
+    for name in ("electron_images", "met_pulls", "zee_peak"):
+        for ext in ("pdf", "png"):
+            assert (tmp_path / f"results/detector/figures/{name}.{ext}").stat().st_size > 1000
     report = json.loads((tmp_path / "results/vh/binning.json").read_text())
     edges = np.array(report["edges"])
     assert edges[0] == pytest.approx(0.0) and edges[-1] == pytest.approx(1.0)  # tiny config: range [0, 1]
