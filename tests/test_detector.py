@@ -128,6 +128,15 @@ def test_met_and_vertices(generated: dict[str, Path]) -> None:
     ev = _events(_sim(generated, "nominal"))
     diff = ak.to_numpy(ev.MET.pt - ev.GenMET.pt)
     assert abs(np.median(diff)) < 15
+    # the covariance describes the resolution: pulls of MET - GenMET along its principal axes have unit width
+    from hepchain.detector.validation import met_pulls
+
+    rx = ak.to_numpy(ev.MET.pt * np.cos(ev.MET.phi) - ev.GenMET.pt * np.cos(ev.GenMET.phi))
+    ry = ak.to_numpy(ev.MET.pt * np.sin(ev.MET.phi) - ev.GenMET.pt * np.sin(ev.GenMET.phi))
+    p = met_pulls(rx, ry, *(ak.to_numpy(ev.MET[k]).astype(np.float64) for k in ("covXX", "covXY", "covYY")))
+    pulls = np.concatenate([p["major"], p["minor"]])
+    assert 0.8 < (np.percentile(pulls, 75) - np.percentile(pulls, 25)) / 1.349 < 1.25
+    assert 1.0 < np.median(p["chi2"]) < 2.0  # chi2 with 2 degrees of freedom: median 1.39
     assert ak.all(ev.MET.covXX > 0) and ak.all(ev.MET.covXX * ev.MET.covYY > ev.MET.covXY**2)
     assert ak.all(ev.PV.npvs >= 1) and ak.all(ev.PV.npvs <= ev.Pileup.nPU + 1)
     assert np.mean(ak.to_numpy(ev.Pileup.nPU)) == pytest.approx(10, abs=1.5)
