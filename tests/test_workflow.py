@@ -68,7 +68,8 @@ def test_configfile_replaces_default_samples(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     # only the tiny config's chunks are scheduled: the default's samples must not leak in
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
-    expected = sum(-(-s["generate"]["events"] // s["generate"]["chunk_size"]) for s in cfg["samples"].values())
+    vh_samples = [cfg["samples"][name] for name in cfg["vh"]["samples"]]
+    expected = sum(-(-s["generate"]["events"] // s["generate"]["chunk_size"]) for s in vh_samples)
     counts = re.findall(r"^generate\s+(\d+)$", r.stdout, flags=re.M)
     assert counts and int(counts[0]) == expected, r.stdout
 
