@@ -139,21 +139,9 @@ def _validate_detector(ns: argparse.Namespace) -> None:
             raise ConfigError(f"--input '{item}': expected ROLE:TUNE:FILE")
         role, tune, path = parts
         inputs.setdefault(role, {}).setdefault(tune, []).append(path)
-    result = run_validation(inputs, ns.out, ns.figures, progress=_progress())
-    checks = [c for c in _iter_checks(result)]
-    failed = [name for name, c in checks if not c.get("pass", True)]
-    print(f"{len(checks)} checks, {len(checks) - len(failed)} inside expectations" + (f"; outside: {', '.join(failed)}" if failed else ""))
-
-
-def _iter_checks(node: object, prefix: str = "") -> list[tuple[str, dict[str, object]]]:
-    """Every {value, expected, pass} entry of a validation result, with its dotted name."""
-    out: list[tuple[str, dict[str, object]]] = []
-    if isinstance(node, dict):
-        if "expected" in node and "value" in node:
-            return [(prefix, node)]
-        for key, value in node.items():
-            out += _iter_checks(value, f"{prefix}.{key}" if prefix else str(key))
-    return out
+    summary = run_validation(inputs, ns.out, ns.figures, progress=_progress())["summary"]
+    failed = summary["failed"]
+    print(f"{summary['n_checks']} checks, {summary['n_pass']} inside expectations" + (f"; outside: {', '.join(failed)}" if failed else ""))
 
 
 # --------------------------------------------------------------------------- VH study

@@ -96,14 +96,19 @@ def pairs_within_event(evt_a: np.ndarray, evt_b_sorted: np.ndarray, n_events: in
     return ia, first + within
 
 
-def nearest_within(a: Table, b: Table, n_events: int, max_dr: float) -> np.ndarray:
-    """Flat index into ``b`` of the object nearest in dR to each ``a`` object in its event within ``max_dr``, else -1."""
+def nearest_within(a: Table, b: Table, n_events: int, max_dr: float, max_rel_pt: float | None = None) -> np.ndarray:
+    """Flat index into ``b`` of the object nearest in dR to each ``a`` object in its event within ``max_dr``, else -1.
+
+    With ``max_rel_pt``, only pairs with |pT_a / pT_b - 1| < max_rel_pt are candidates (NanoAOD truth matching).
+    """
     out = np.full(len(a), -1, dtype=np.int64)
     if len(a) == 0 or len(b) == 0:
         return out
     ia, ib = pairs_within_event(a["evt"], b["evt"], n_events)
     dr2 = delta_r2(a["eta"][ia], a["phi"][ia], b["eta"][ib], b["phi"][ib])
     ok = dr2 < max_dr**2
+    if max_rel_pt is not None:
+        ok &= np.abs(a["pt"][ia] / np.maximum(b["pt"][ib], 1e-9) - 1.0) < max_rel_pt
     ia, ib, dr2 = ia[ok], ib[ok], dr2[ok]
     order = np.lexsort((dr2, ia))
     ia, ib = ia[order], ib[order]

@@ -44,7 +44,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .particles import Table, delta_phi, delta_r2, energy, index_within_group, pairs_within_event
+from .particles import (
+    Table,
+    delta_phi,
+    delta_r2,
+    energy,
+    index_within_group,
+    local_index,
+    nearest_within,
+    pairs_within_event,
+)
 from .tune import Tune
 
 #: Decay-mode hypotheses in the order HPS prefers them (highest visible pT first); -1 marks the rejected 2-prong.
@@ -182,17 +191,9 @@ def _lepton_match(taus: Table, genpart: Table, n_events: int, max_dr: float) -> 
     flags = genpart["statusFlags"]
     lep = ((abs_id == 11) | (abs_id == 13)) & (genpart["status"] == 1) & ((flags & (_FLAG_PROMPT | _FLAG_TAU_DECAY_PRODUCT)) > 0)
     cand = np.flatnonzero(lep)
-    if len(taus) == 0 or len(cand) == 0:
-        return flav, idx
-    it, ig = pairs_within_event(taus["evt"], genpart["evt"][cand], n_events)
-    ig = cand[ig]
-    dr2 = delta_r2(taus["eta"][it], taus["phi"][it], genpart["eta"][ig], genpart["phi"][ig])
-    ok = (dr2 < max_dr**2) & (np.abs(taus["pt"][it] / np.maximum(genpart["pt"][ig], 1e-9) - 1.0) < 1.0)
-    it, ig, dr2 = it[ok], ig[ok], dr2[ok]
-    order = np.lexsort((dr2, it))
-    it, ig = it[order], ig[order]
-    first = _first_per_group(it)
-    it, ig = it[first], ig[first]
+    nearest = nearest_within(taus, genpart.take(cand), n_events, max_dr, max_rel_pt=1.0)
+    it = np.flatnonzero(nearest >= 0)
+    ig = cand[nearest[it]]
     from_tau = (flags[ig] & _FLAG_TAU_DECAY_PRODUCT) > 0
     muon = abs_id[ig] == 13
     flav[it] = np.where(from_tau, np.where(muon, 4, 3), np.where(muon, 2, 1)).astype(np.uint8)
@@ -202,19 +203,8 @@ def _lepton_match(taus: Table, genpart: Table, n_events: int, max_dr: float) -> 
 
 def _vistau_match(taus: Table, genvistau: Table, n_events: int, max_dr: float) -> np.ndarray:
     """Index within the event's GenVisTau of the nearest one within ``max_dr`` and |pT/pT_gen - 1| < 1, else -1."""
-    out = np.full(len(taus), -1, dtype=np.int32)
-    if len(taus) == 0 or len(genvistau) == 0:
-        return out
-    it, ig = pairs_within_event(taus["evt"], genvistau["evt"], n_events)
-    dr2 = delta_r2(taus["eta"][it], taus["phi"][it], genvistau["eta"][ig], genvistau["phi"][ig])
-    ok = (dr2 < max_dr**2) & (np.abs(taus["pt"][it] / np.maximum(genvistau["pt"][ig], 1e-9) - 1.0) < 1.0)
-    it, ig, dr2 = it[ok], ig[ok], dr2[ok]
-    order = np.lexsort((dr2, it))
-    it, ig = it[order], ig[order]
-    first = _first_per_group(it)
-    local = index_within_group(genvistau.counts(n_events))
-    out[it[first]] = local[ig[first]]
-    return out
+    nearest = nearest_within(taus, genvistau, n_events, max_dr, max_rel_pt=1.0)
+    return local_index(nearest, genvistau, n_events)
 
 
 def build_taus(

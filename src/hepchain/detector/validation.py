@@ -454,6 +454,19 @@ class RoleData:
         return self.arrays[key]
 
 
+def nominal_role(
+    data: Mapping[str, Mapping[str, RoleData]], role: str, branches: Sequence[str], skip: Skips, where: str
+) -> tuple[RoleData | None, dict[str, str] | None]:
+    """The nominal-tune data of ``role`` if it holds ``branches``; else None and the skip entry saying why."""
+    d = data.get(role, {}).get("nominal")
+    if d is None:
+        return None, skip(where, f"no {role} sample with the nominal tune given")
+    reason = d.has(*branches)
+    if reason:
+        return None, skip(where, reason)
+    return d, None
+
+
 def read_role(files: Sequence[str], branches: Sequence[str]) -> RoleData:
     """Read ``branches`` (those present in every file) from the ``Events`` trees of ``files`` with uproot."""
     from ..nanoaod import open_events
@@ -825,13 +838,8 @@ def validate_muons(data: Mapping[str, Mapping[str, RoleData]], skip: Skips) -> d
     eff_num = eff_den = n_matched = n_final = 0
     used = []
     for role in ("wmunu", "ttbar"):
-        d = data.get(role, {}).get("nominal")
+        d, _ = nominal_role(data, role, MU_BRANCHES, skip, f"muons.{role}")
         if d is None:
-            skip(f"muons.{role}", f"no {role} sample with the nominal tune given")
-            continue
-        reason = d.has(*MU_BRANCHES)
-        if reason:
-            skip(f"muons.{role}", reason)
             continue
         used.append(role)
         m = matched_leptons(d, "Muon", 13, prompt_only=False)
@@ -1134,13 +1142,9 @@ def validate_taus(data: Mapping[str, Mapping[str, RoleData]], skip: Skips) -> di
     """Hadronic taus of ``ztautau`` (and ``ttbar`` for fakes): response per DM, DM migration, Medium WP efficiency, fake rate."""
     out: dict[str, Any] = {"checks": {}, "curves": {}, "per_decay_mode": {}}
     chk = out["checks"]
-    d = data.get("ztautau", {}).get("nominal")
+    d, skipped = nominal_role(data, "ztautau", TAU_BRANCHES, skip, "taus")
     if d is None:
-        chk["all"] = skip("taus", "no ztautau sample with the nominal tune given")
-        return out
-    reason = d.has(*TAU_BRANCHES)
-    if reason:
-        chk["all"] = skip("taus", reason)
+        chk["all"] = skipped
         return out
     # reco side: genuine taus matched to the nearest GenVisTau (dR < 0.3)
     t_pt, t_eta = _np(d["Tau_pt"]).astype(np.float64), _np(d["Tau_eta"]).astype(np.float64)
@@ -1281,13 +1285,9 @@ def validate_met(data: Mapping[str, Mapping[str, RoleData]], skip: Skips) -> dic
     out: dict[str, Any] = {"checks": {}, "curves": {}, "pulls": {}, "recoil": {}}
     chk = out["checks"]
     for role in ("ttbar", "wmunu"):
-        d = data.get(role, {}).get("nominal")
+        d, skipped = nominal_role(data, role, MET_BRANCHES, skip, f"met.{role}")
         if d is None:
-            chk[f"{role}"] = skip(f"met.{role}", f"no {role} sample with the nominal tune given")
-            continue
-        reason = d.has(*MET_BRANCHES)
-        if reason:
-            chk[f"{role}"] = skip(f"met.{role}", reason)
+            chk[role] = skipped
             continue
         acc, acc_text = _leptons_in_acceptance(d)
         mx, my = _xy(d["MET_pt"][acc], d["MET_phi"][acc])
@@ -1341,13 +1341,9 @@ def validate_met(data: Mapping[str, Mapping[str, RoleData]], skip: Skips) -> dic
                                                     "<TkMET . GenMET_hat>/<GenMET> for GenMET > 30 GeV", n=int(ok.sum()),
                                                     tkmet_component_sigma=tres.sigma, pfmet_component_sigma=core_gauss_fit(np.concatenate([rx, ry])).sigma)
     # hadronic recoil of W -> mu nu at low pile-up
-    d = data.get("wmunu", {}).get("nominal")
+    d, skipped = nominal_role(data, "wmunu", RECOIL_BRANCHES, skip, "met.recoil")
     if d is None:
-        chk["recoil"] = skip("met.recoil", "no wmunu sample with the nominal tune given")
-        return out
-    reason = d.has(*RECOIL_BRANCHES)
-    if reason:
-        chk["recoil"] = skip("met.recoil", reason)
+        chk["recoil"] = skipped
         return out
     mx, my = _xy(d["MET_pt"], d["MET_phi"])
     mu_ok = (d["Muon_pt"] > 20) & (abs(d["Muon_eta"]) < 2.4)
