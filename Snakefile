@@ -44,6 +44,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/vh.smk"
+include: "workflow/rules/studies.smk"
 
 
 rule all:

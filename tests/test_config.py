@@ -79,3 +79,21 @@ def test_config_hash_is_stable_and_sensitive() -> None:
     assert config_hash(a) == config_hash(b)
     b["seed"] += 1
     assert config_hash(a) != config_hash(b)
+
+
+def test_study_sections_reference_samples_and_known_selection_keys() -> None:
+    cfg = validate_config(copy.deepcopy(DEFAULT))
+    for study in ("recoil", "ditau", "jets", "electrons"):
+        assert cfg[study]["n_folds"] == 5 and cfg[study]["selection"] == {}
+    raw = copy.deepcopy(DEFAULT)
+    raw["jets"]["samples"] = ["dijets"]
+    with pytest.raises(ConfigError, match=r"config key 'jets\.samples': sample 'dijets' is not defined"):
+        validate_config(raw)
+    raw = copy.deepcopy(DEFAULT)
+    raw["recoil"]["selection"] = {"muon_pt_minimum": 20.0}
+    with pytest.raises(ConfigError, match=r"config key 'recoil\.selection': .*'muon_pt_minimum'"):
+        validate_config(raw)
+    raw = copy.deepcopy(DEFAULT)
+    raw["executor"]["name"] = "spark"
+    with pytest.raises(ConfigError, match=r"executor\.name"):
+        validate_config(raw)

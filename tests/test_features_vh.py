@@ -94,6 +94,9 @@ def test_spec_names_and_order() -> None:
         "description": "dilepton invariant mass",
         "inputs": ["l0_pt", "l0_eta", "l0_phi", "l0_mass", "l1_pt", "l1_eta", "l1_phi", "l1_mass"],
         "per": "event",
+        "shape": [],
+        "group": "event",
+        "dtype": "float64",
     }
     assert set(VH_SPEC.inputs) <= set(SKIM_COLUMNS)
 

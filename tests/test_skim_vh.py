@@ -318,6 +318,13 @@ def test_futures_executor_matches_iterative(skim_file: Path, skim_result: tuple)
     assert cutflow2 == cutflow
 
 
+def test_dask_executor_matches_iterative(skim_file: Path, skim_result: tuple) -> None:
+    """A local dask.distributed cluster (what a cluster profile points at) gives the same table and cutflow."""
+    table, cutflow = run_vh_skim([str(skim_file)], executor="dask", workers=1, chunksize=4)
+    assert table.equals(skim_result[0])
+    assert cutflow == skim_result[1]
+
+
 def test_data_without_genweight_counts_weight_one(tmp_path: Path) -> None:
     path = write_events(tmp_path / "data.root", _events()[:3], gen_weight=False)
     table, cutflow = run_vh_skim([str(path)], selection=DFOSSelection())
@@ -345,8 +352,10 @@ def test_selection_from_config() -> None:
 
 
 def test_bad_executor_and_chunksize(skim_file: Path) -> None:
-    with pytest.raises(ConfigError, match="'dask'"):
-        run_vh_skim([str(skim_file)], executor="dask")
+    with pytest.raises(ConfigError, match="'spark'"):
+        run_vh_skim([str(skim_file)], executor="spark")
+    with pytest.raises(ConfigError, match="scheduler"):
+        run_vh_skim([str(skim_file)], executor="futures", scheduler="tcp://localhost:8786")
     with pytest.raises(ConfigError, match="workers"):
         run_vh_skim([str(skim_file)], executor="futures", workers=0)
     with pytest.raises(ConfigError, match="chunksize"):

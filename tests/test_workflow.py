@@ -21,6 +21,10 @@ STUDY_TARGETS = {
         "minbias_library", "generate", "simulate", "skim_vh", "features_vh", "train_vh", "infer_vh", "binning_vh",
     ),
     "results/detector/validation.json": ("minbias_library", "generate", "simulate", "validate_detector"),
+    **{
+        f"results/{study}/features.parquet": ("minbias_library", "generate", "simulate", "skim_study", "features_study")
+        for study in ("recoil", "ditau", "jets", "electrons")
+    },
 }
 
 
@@ -74,13 +78,47 @@ def test_configfile_replaces_default_samples(tmp_path: Path) -> None:
     assert counts and int(counts[0]) == expected, r.stdout
 
 
+FEATURE_TARGETS = tuple(f"results/{s}/features.parquet" for s in ("recoil", "ditau", "jets", "electrons"))
+
+
+def _check_feature_tables(root: Path) -> None:
+    """Each study's feature table: rows, every declared group, finite inputs, folds, targets in range."""
+    from hepchain.features.table import read_table
+
+    for study, target, lo, hi in (
+        ("recoil", "truth_ux", -500.0, 500.0),
+        ("ditau", "m_true", 50.0, 300.0),
+        ("jets", "calib_factor", 0.5, 2.0),
+        ("electrons", "probe_energy_truth", 5.0, 1000.0),
+    ):
+        table, meta = read_table(root / f"results/{study}/features.parquet")
+        n = len(table["weight"])
+        assert n >= 10, (study, n)
+        assert meta["study"] == study and meta["n_folds"] == 3
+        for feature in meta["spec"]["features"]:
+            values = table[feature["name"]]
+            assert values.shape == (n, *feature["shape"]), feature["name"]
+            assert np.all(np.isfinite(values.astype(np.float64))), (study, feature["name"])
+        assert set(np.unique(table["fold"])) <= {0, 1, 2}
+        finite = np.isfinite(table[target])
+        assert finite.mean() > 0.8, (study, target, finite.mean())
+        assert np.all((table[target][finite] > lo) & (table[target][finite] < hi)), (study, target)
+        cutflow = json.loads((root / f"results/{study}/cutflow/{meta['samples'][0]}.json").read_text())
+        raws = [c["raw"] for c in cutflow["cuts"]]
+        assert raws == sorted(raws, reverse=True) and raws[-1] > 0, (study, raws)
+    jets, _ = read_table(root / "results/jets/features.parquet", ["constituents_mask", "calib_factor"])
+    assert jets["constituents_mask"].sum(axis=1).min() >= 1  # every jet has constituents through JetPFCands
+    assert np.nanmedian(jets["calib_factor"]) == pytest.approx(1.0, abs=0.1)  # JEC closes
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path: Path) -> None:
     r = snakemake(
-        "results/vh/binning.json", "results/detector/validation.json", "--cores", "2", "--configfile", str(TINY_CONFIG),
-        cwd=tmp_path,
+        "results/vh/binning.json", "results/detector/validation.json", *FEATURE_TARGETS, "--cores", "2",
+        "--configfile", str(TINY_CONFIG), cwd=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _check_feature_tables(tmp_path)
     validation = json.loads((tmp_path / "results/detector/validation.json").read_text())
     assert {"electrons", "muons", "jets", "taus", "met", "summary"} <= set(validation)
     assert validation["electrons"]["checks"]["response_barrel"]["value"] == pytest.approx(1.0, abs=0.03)
@@ -108,7 +146,8 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
         assert summary["onnx_parity_max_abs_diff"] < 1e-5
     # a second call runs nothing
     again = snakemake(
-        "-n", "results/vh/binning.json", "results/detector/validation.json", "--configfile", str(TINY_CONFIG), cwd=tmp_path
+        "-n", "results/vh/binning.json", "results/detector/validation.json", *FEATURE_TARGETS,
+        "--configfile", str(TINY_CONFIG), cwd=tmp_path,
     )
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -216,6 +216,76 @@ def _features_vh(ns: argparse.Namespace) -> None:
     print(summary.to_string())
 
 
+# --------------------------------------------------------------------------- skims and features of the other studies
+
+
+@args(
+    lambda p: (
+        p.add_argument("--study", required=True, help="recoil | ditau | jets | electrons"),
+        p.add_argument("--sample", required=True),
+        p.add_argument("--files", nargs="+", required=True),
+        p.add_argument("--selection", default="{}", help="<study>.selection as JSON"),
+        p.add_argument("--executor", default="{}", help="executor: section as JSON"),
+        p.add_argument("--out", type=Path, help="skim table (parquet); not written with --cutflow-only"),
+        p.add_argument("--cutflow", required=True, type=Path),
+        p.add_argument("--cutflow-only", action="store_true",
+                       help="run the selection alone (standard NanoAOD without the study's extended branches)"),
+    )
+)
+@command("skim", "one study's selection (coffea) of one sample: skim table + cutflow JSON")
+def _skim(ns: argparse.Namespace) -> None:
+    from .features.table import table_length, write_table
+    from .io import write_json_atomic
+    from .skim.registry import get_study
+
+    study = get_study(ns.study)
+    if ns.out is None and not ns.cutflow_only:
+        raise ConfigError("skim: --out is required unless --cutflow-only")
+    table, cutflow = study.run_skim(
+        list(ns.files), selection=_json(ns.selection), executor=_json(ns.executor), cutflow_only=ns.cutflow_only
+    )
+    cutflow = {"study": study.name, "sample": ns.sample, "files": list(ns.files), **cutflow}
+    if not ns.cutflow_only:
+        write_table(ns.out, table, metadata={"study": study.name, "sample": ns.sample, "selection": cutflow["selection"]})
+        cutflow["rows"] = table_length(table)
+    write_json_atomic(cutflow, ns.cutflow)
+    print(json.dumps({k: v for k, v in cutflow.items() if k != "files"}, indent=2))
+
+
+@args(
+    lambda p: (
+        p.add_argument("--study", required=True, help="recoil | ditau | jets | electrons"),
+        p.add_argument("--skims", nargs="+", required=True, type=Path, help="one skim table per sample"),
+        p.add_argument("--samples", nargs="+", required=True, help="the sample of each skim table"),
+        p.add_argument("--config", required=True, help="{n_folds, seed} as JSON"),
+        p.add_argument("--out", required=True, type=Path),
+    )
+)
+@command("features", "one study's feature table (inputs, targets, weights, folds) from its skims")
+def _features(ns: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .features.table import read_table, table_length, write_table
+    from .skim.registry import get_study
+
+    study = get_study(ns.study)
+    if len(ns.skims) != len(ns.samples):
+        raise ConfigError("features: --skims and --samples need one entry each per sample")
+    cfg = _json(ns.config)
+    skims = {sample: read_table(path)[0] for sample, path in zip(ns.samples, ns.skims, strict=True)}
+    module = study.features()
+    table = module.build_feature_table(skims, n_folds=int(cfg["n_folds"]), seed=int(cfg["seed"]))
+    spec = study.spec()
+    meta = {"study": study.name, "spec": spec.to_dict(), "targets": list(study.targets()),
+            "samples": list(module.sample_names(skims)), "n_folds": int(cfg["n_folds"]), "seed": int(cfg["seed"])}
+    write_table(ns.out, table, metadata=meta)
+    n = table_length(table)
+    print(f"{study.name}: {n} rows, {len(spec)} features in groups {spec.groups}, targets {list(study.targets())}")
+    for i, sample in enumerate(meta["samples"]):
+        rows = table["sample"] == i
+        print(f"  {sample}: {int(rows.sum())} rows, sum of weights {float(np.sum(table['weight'][rows])):.6g}")
+
+
 @args(
     lambda p: (
         p.add_argument("--features", required=True, type=Path),

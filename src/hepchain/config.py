@@ -65,6 +65,10 @@ def _describe(error: Any) -> str:
     return f"config key '{_path(error)}': {error.message}"
 
 
+#: Config sections of the studies that share the generic skim and feature rules.
+STUDY_SECTIONS = ("recoil", "ditau", "jets", "electrons")
+
+
 def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``config``, fill defaults, check cross-references; return a new dict."""
     import jsonschema
@@ -98,6 +102,20 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     missing = [c for c in vh["classes"] if c not in {out["samples"][s]["class"] for s in vh["samples"]}]
     if missing:
         raise ConfigError(f"config key 'vh.classes': class '{missing[0]}' has no sample in vh.samples")
+    for study in STUDY_SECTIONS:
+        section = out.get(study)
+        if section is None:
+            continue
+        for sample in section["samples"]:
+            if sample not in out["samples"]:
+                raise ConfigError(f"config key '{study}.samples': sample '{sample}' is not defined under 'samples'")
+        if section.get("selection"):
+            from .skim.registry import get_study
+
+            try:
+                get_study(study).selection(section["selection"])
+            except ConfigError as exc:
+                raise ConfigError(f"config key '{study}.selection': {exc}") from exc
     validation = out.get("detector_validation", {})
     for role, sample in validation.get("samples", {}).items():
         if sample not in out["samples"]:

@@ -37,7 +37,7 @@ import hashlib
 import os
 import types
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -355,9 +355,15 @@ def open_events(path: str, stage: str) -> Any:
     return f["Events"]
 
 
-def require_branches(path: str, tree: Any, branches: list[str], stage: str, hint: str = "") -> None:
-    """Raise :class:`MissingBranchError` naming the first branch of ``branches`` absent from ``tree``."""
+def require_branches(
+    path: str, tree: Any, branches: list[str], stage: str, hint: str | Callable[[str], str] = ""
+) -> None:
+    """Raise :class:`MissingBranchError` naming the first branch of ``branches`` absent from ``tree``.
+
+    ``hint`` is appended to the message; a callable gets the missing branch and
+    returns the hint (so that, say, a missing extended branch gets its own advice).
+    """
     present = set(tree.keys())
     for branch in branches:
         if branch not in present:
-            raise MissingBranchError(path, branch, stage, hint)
+            raise MissingBranchError(path, branch, stage, hint(branch) if callable(hint) else hint)

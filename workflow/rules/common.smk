@@ -89,3 +89,8 @@ def validation_args():
         tunes = ["nominal"] + (["pseudodata"] if role in VALIDATION["pseudodata"] else [])
         args += [f"{role}:{tune}:{f}" for tune in tunes for f in simulated(sample, tune)]
     return " ".join(args)
+
+
+def study_samples(wildcards):
+    """Samples skimmed for the {study} of the generic skim and feature rules."""
+    return config[wildcards.study]["samples"]

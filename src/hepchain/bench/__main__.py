@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import gensim
+from . import gensim, skim
 
-BENCHMARKS = {"gensim": gensim.main}
+BENCHMARKS = {"gensim": gensim.main, "skim": skim.main}
 
 
 def main() -> None:

@@ -9,8 +9,12 @@ returns ``{"cutflow": ..., "columns": ...}`` built with :class:`Cutflow` and
    :class:`~hepchain.errors.InputFileError` / :class:`~hepchain.errors.MissingBranchError`
    naming the file and the branch;
 2. runs the processor with ``coffea.processor.Runner`` and the executor chosen by
-   config (``"iterative"``, or ``"futures"`` with ``workers`` processes),
-   ``NanoAODSchema`` and ``chunksize`` events per chunk;
+   config: ``"iterative"`` (one process), ``"futures"`` (``workers`` local
+   processes) or ``"dask"`` (a dask.distributed cluster: the scheduler at
+   ``scheduler``, e.g. ``tcp://host:8786`` or a dask-jobqueue SLURM/HTCondor
+   cluster started beside the workflow, or, without one, a local cluster of
+   ``workers`` single-threaded processes), ``NanoAODSchema`` and ``chunksize``
+   events per chunk;
 3. merges the chunks in a fixed order (input file order, then entry), so that the
    output table and the cutflow are the same whatever the executor and the
    number of workers: chunk outputs are keyed by ``(file, entrystart)`` and the
@@ -35,7 +39,7 @@ import contextlib
 import functools
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,7 @@ from coffea.processor import (
     Runner,
     column_accumulator,
 )
+from coffea.processor.executor import FileMeta
 
 from ..errors import ConfigError, InputFileError
 from ..nanoaod import open_events, require_branches
@@ -58,7 +63,7 @@ from ..nanoaod import open_events, require_branches
 XREF_WARNING = r"Missing cross-reference index"
 
 #: Executors :func:`run_processor` knows.
-EXECUTORS = ("iterative", "futures")
+EXECUTORS = ("iterative", "futures", "dask")
 
 ChunkKey = tuple[str, int]
 
@@ -79,21 +84,30 @@ def quiet_nanoevents() -> Iterator[None]:
         yield
 
 
-def check_inputs(files: Sequence[str], branches: Sequence[str], stage: str, hint: str = "") -> None:
+def check_inputs(
+    files: Sequence[str], branches: Sequence[str], stage: str, hint: str | Callable[[str], str] = ""
+) -> dict[str, dict[str, Any]]:
     """Check that every file opens as NanoAOD and carries every branch in ``branches``.
 
     Raises :class:`~hepchain.errors.InputFileError` (missing or unreadable file, no
     ``Events`` tree) or :class:`~hepchain.errors.MissingBranchError` with a
-    one-line message naming the file and the branch.
+    one-line message naming the file and the branch.  Returns each file's
+    ``{"numentries", "uuid"}``, the metadata coffea would otherwise open every
+    file again to learn (its preprocessing step).
     """
     if not files:
         raise InputFileError(f"{stage}: no input files given")
+    meta: dict[str, dict[str, Any]] = {}
     for path in files:
         path = str(path)
+        if path in meta:
+            continue
         if "://" not in path and Path(path).is_dir():
             raise InputFileError(f"{path}: is a directory, not a ROOT file (needed by {stage})")
         tree = open_events(path, stage)
         require_branches(path, tree, list(branches), stage, hint)
+        meta[path] = {"numentries": int(tree.num_entries), "uuid": tree.file.fUUID}
+    return meta
 
 
 def chunk_key(events: Any) -> ChunkKey:
@@ -188,18 +202,86 @@ def columns_to_frame(
     return pd.DataFrame(data, columns=list(names))
 
 
-def make_executor(executor: str, workers: int) -> IterativeExecutor | FuturesExecutor:
-    """The coffea executor named by config: ``"iterative"`` or ``"futures"`` with ``workers``."""
+#: Output columns of a skim: name -> (dtype, row shape); () for a scalar per event, (K,) for K padded objects.
+ColumnSpec = Mapping[str, tuple[str, tuple[int, ...]]]
+
+
+def columns_to_arrays(
+    chunks: Mapping[ChunkKey, Mapping[str, column_accumulator]], files: Sequence[str], columns: ColumnSpec
+) -> dict[str, np.ndarray]:
+    """Concatenate the chunk columns in file-then-entry order into arrays of the declared dtype and shape.
+
+    Unlike :func:`columns_to_frame` this keeps multi-dimensional columns
+    (padded sets, images); a skim without chunks or events gives empty arrays
+    of the right shape.
+    """
+    keys = _ordered_keys(list(chunks), files)
+    out: dict[str, np.ndarray] = {}
+    for name, (dtype, shape) in columns.items():
+        parts = [np.asarray(chunks[k][name].value) for k in keys if name in chunks[k]]
+        values = np.concatenate(parts) if parts else np.empty((0, *shape), dtype=dtype)
+        if values.shape[1:] != tuple(shape):
+            raise ValueError(f"skim column '{name}' has row shape {values.shape[1:]}, declared {tuple(shape)}")
+        out[name] = values.astype(dtype, copy=False)
+    return out
+
+
+def padded(values: Any, size: int, fill: float = 0.0, dtype: Any = np.float32) -> np.ndarray:
+    """The first ``size`` entries of each event's list as an ``(events, size)`` array, ``fill`` beyond.
+
+    ``values`` is a jagged awkward array (one list per event); no Python loop.
+    """
+    clipped = ak.pad_none(values, size, axis=1, clip=True)
+    return np.asarray(ak.to_numpy(ak.fill_none(clipped, fill)), dtype=dtype).reshape(-1, size)
+
+
+def check_executor(executor: str, workers: int, scheduler: str | None = None) -> None:
+    """Raise :class:`~hepchain.errors.ConfigError` naming the executor key that is wrong."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor '{executor}' is unknown; choose one of {', '.join(EXECUTORS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    if executor == "iterative":
-        return IterativeExecutor(status=False)
-    import loky  # the process pool coffea's FuturesExecutor uses by default
+    if scheduler is not None and executor != "dask":
+        raise ConfigError(f"executor.scheduler is only used by the dask executor, not by '{executor}'")
 
-    pool = functools.partial(loky.ProcessPoolExecutor, initializer=ignore_xref_warnings)
-    return FuturesExecutor(status=False, workers=workers, pool=pool)
+
+@contextlib.contextmanager
+def make_executor(executor: str, workers: int, scheduler: str | None = None) -> Iterator[Any]:
+    """The coffea executor named by config, as a context (a dask client is closed on exit).
+
+    ``"iterative"``; ``"futures"`` with ``workers`` processes; ``"dask"`` connected to
+    ``scheduler`` (an address such as ``tcp://host:8786``) or, if None, to a local
+    cluster of ``workers`` single-threaded worker processes started for this call.
+    """
+    check_executor(executor, workers, scheduler)
+    if executor == "iterative":
+        yield IterativeExecutor(status=False)
+        return
+    if executor == "futures":
+        import loky  # the process pool coffea's FuturesExecutor uses by default
+
+        pool = functools.partial(loky.ProcessPoolExecutor, initializer=ignore_xref_warnings)
+        yield FuturesExecutor(status=False, workers=workers, pool=pool)
+        return
+    from coffea.processor import DaskExecutor
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise ConfigError("executor 'dask' needs the 'distributed' package (pip install distributed)") from exc
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            )
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="30s"))
+            except OSError as exc:
+                raise ConfigError(f"executor.scheduler: cannot reach the dask scheduler at '{scheduler}' ({exc})") from exc
+        client.run(ignore_xref_warnings)
+        yield DaskExecutor(client=client, status=False, retries=0)
 
 
 def run_processor(
@@ -211,8 +293,9 @@ def run_processor(
     executor: str = "iterative",
     workers: int = 1,
     chunksize: int = 100_000,
-    hint: str = "",
+    hint: str | Callable[[str], str] = "",
     progress: bool = False,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Check the inputs, then run ``processor`` over ``files`` with coffea and return the merged output.
 
@@ -220,21 +303,28 @@ def run_processor(
     before any processing).  The output is the processor's accumulator merged
     over all chunks (see the module docstring for its layout); an input without
     events gives ``{"cutflow": {}, "columns": {}}``.  ``progress`` shows coffea's
-    progress bars (off by default: they would clutter logs).
+    progress bars (off by default: they would clutter logs).  ``scheduler``: the
+    dask scheduler address (dask executor only).
     """
     files = [str(f) for f in files]
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
         raise ConfigError(f"chunksize must be a positive integer, got {chunksize!r}")
-    runner_executor = make_executor(executor, workers)
-    check_inputs(files, branches, stage, hint)
-    runner = Runner(
-        executor=runner_executor,
-        pre_executor=IterativeExecutor(status=False),
-        chunksize=chunksize,
-        schema=_nanoaod_schema(),
-        metadata_cache={},  # files may be rewritten in place between runs
-    )
-    with quiet_nanoevents(), _quiet_progress(not progress):
+    check_executor(executor, workers, scheduler)
+    # the checks open every file once; their entries and UUIDs spare coffea a second opening (preprocessing)
+    known = check_inputs(files, branches, stage, hint)
+    metadata_cache = {FileMeta(stage, path, "Events"): meta for path, meta in known.items()}
+    with (
+        make_executor(executor, workers, scheduler) as runner_executor,
+        quiet_nanoevents(),
+        _quiet_progress(not progress),
+    ):
+        runner = Runner(
+            executor=runner_executor,
+            pre_executor=IterativeExecutor(status=False),
+            chunksize=chunksize,
+            schema=_nanoaod_schema(),
+            metadata_cache=metadata_cache,  # fresh per call: files may be rewritten in place between runs
+        )
         out = runner({stage: files}, processor, treename="Events")
     if not out:
         out = {}

@@ -177,9 +177,17 @@ def _leptons(collection: Any) -> ak.Array:
 
 
 def _nth(array: ak.Array, n: int, fill: float = np.nan) -> np.ndarray:
-    """The n-th entry of each event's list as numpy, ``fill`` where there is none."""
-    padded = ak.pad_none(array, n + 1, axis=1, clip=True)[:, n]
-    return ak.to_numpy(ak.fill_none(padded, fill))
+    """The n-th entry of each event's list as numpy, ``fill`` where there is none.
+
+    Works on the flat content and the list offsets (no padding of the jagged array).
+    """
+    counts = ak.to_numpy(ak.num(array, axis=1)).astype(np.int64)
+    flat = ak.to_numpy(ak.flatten(array, axis=1))
+    starts = np.cumsum(counts) - counts
+    out = np.full(len(counts), fill, dtype=np.result_type(flat.dtype, np.min_scalar_type(fill)))
+    has = counts > n
+    out[has] = flat[starts[has] + n]
+    return out
 
 
 def _flat(x: Any, dtype: Any = np.float64) -> np.ndarray:
@@ -328,6 +336,7 @@ def run_vh_skim(
     executor: str = "iterative",
     workers: int = 1,
     chunksize: int = 100_000,
+    scheduler: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run the DFOS e-mu skim over ``files``; return the skim table and the cutflow dict.
 
@@ -345,6 +354,7 @@ def run_vh_skim(
         executor=executor,
         workers=workers,
         chunksize=chunksize,
+        scheduler=scheduler,
         hint="the DFOS e-mu skim reads NanoAOD electrons, muons, jets, MET, TkMET and SoftActivityJetHT",
     )
     table = columns_to_frame(out["columns"], files, COLUMNS)
