@@ -36,12 +36,13 @@ processes as well.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
@@ -66,6 +67,55 @@ XREF_WARNING = r"Missing cross-reference index"
 EXECUTORS = ("iterative", "futures", "dask")
 
 ChunkKey = tuple[str, int]
+
+
+class SelectionConfig:
+    """Base of the selections' frozen dataclasses: typed keys, built from config, recorded as a dict.
+
+    A subclass sets ``label`` (for messages), declares its thresholds as
+    dataclass fields with defaults and calls :meth:`check_numbers` (plus its
+    own checks) in ``__post_init__``.
+    """
+
+    label: ClassVar[str] = "selection"
+
+    def check_numbers(self) -> None:
+        """bool fields must be booleans, int fields integers, float fields finite numbers; other types are skipped."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"selection key '{f.name}' must be true or false, got {value!r}")
+            elif f.type in ("int", int):
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                    raise ConfigError(f"selection key '{f.name}' must be an integer, got {value!r}")
+            elif f.type in ("float", float) and (
+                isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value)
+            ):
+                raise ConfigError(f"selection key '{f.name}' must be a finite number, got {value!r}")
+
+    def check_below(self, *pairs: tuple[str, str]) -> None:
+        """Each (low, high) pair of keys must satisfy low < high."""
+        for low, high in pairs:
+            if getattr(self, low) >= getattr(self, high):
+                raise ConfigError(f"selection: {low} ({getattr(self, low)}) must be below {high} ({getattr(self, high)})")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> Any:
+        """Build from a config mapping; unknown keys raise :class:`~hepchain.errors.ConfigError` naming them."""
+        config = dict(config or {})
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.label} selection key(s) {', '.join(repr(k) for k in unknown)}; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+        return cls(**config)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The thresholds as a plain JSON-ready dict (lists for tuples), for provenance records."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
 
 def ignore_xref_warnings() -> None:

@@ -99,14 +99,14 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
 from coffea.processor import ProcessorABC
 
 from ..errors import ConfigError
-from .common import ColumnSpec, Cutflow, chunk_columns, columns_to_arrays, event_weights, run_processor
+from .common import ColumnSpec, Cutflow, SelectionConfig, chunk_columns, columns_to_arrays, event_weights, run_processor
 
 STAGE = "ditau skim"
 
@@ -210,13 +210,15 @@ COLUMNS: ColumnSpec = _column_spec()
 
 
 @dataclass(frozen=True)
-class DitauSelection:
+class DitauSelection(SelectionConfig):
     """Thresholds of the four-channel di-tau selection (GeV, cm; strict inequalities).
 
     ``tau_*_branch`` name the Tau bit-field ID branches (without ``Tau_``) and
     ``tau_*_wp*`` the bits required (``id & wp == wp``; 0 = no requirement);
     ``muon_id`` names the boolean Muon ID branch ("" = no ID requirement).
     """
+
+    label: ClassVar[str] = "ditau"
 
     # candidate legs (the ``two_legs`` cut)
     electron_pt_min: float = 10.0
@@ -303,22 +305,6 @@ class DitauSelection:
             elif isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
                 raise ConfigError(f"selection key '{f.name}' must be a finite number, got {value!r}")
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> DitauSelection:
-        """Build from a config mapping; unknown keys raise :class:`~hepchain.errors.ConfigError` naming them."""
-        config = dict(config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown ditau selection key(s) {', '.join(repr(k) for k in unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The thresholds as a plain JSON-ready dict (lists for the tuples)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def branches(self) -> tuple[str, ...]:
         """The branches the selection reads, with the configured tau-ID and muon-ID names."""

@@ -63,10 +63,9 @@ cluster scalars; simulate with ``store_cells: true``).  Optional: ``genWeight``,
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
@@ -77,7 +76,7 @@ from ..detector.tune import NOMINAL
 from ..errors import ConfigError, InputFileError
 from ..features.electrons import M_Z, N_CELLS, truth_energy, z_constraint_energy
 from ..features.vh import four_momentum, invariant_mass
-from .common import ColumnSpec, Cutflow, chunk_columns, columns_to_arrays, event_weights, run_processor
+from .common import ColumnSpec, Cutflow, SelectionConfig, chunk_columns, columns_to_arrays, event_weights, run_processor
 
 STAGE = "electrons skim"
 
@@ -166,8 +165,10 @@ COLUMNS: ColumnSpec = column_spec()
 
 
 @dataclass(frozen=True)
-class ZeeSelection:
+class ZeeSelection(SelectionConfig):
     """Thresholds of the Z->ee tag-and-probe selection (GeV; strict inequalities) and the track-set size."""
+
+    label: ClassVar[str] = "Z->ee"
 
     electron_pt_min: float = 9.5
     electron_abs_eta_max: float = 2.47
@@ -185,16 +186,7 @@ class ZeeSelection:
     n_tracks: int = N_TRACKS_DEFAULT
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool", bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"selection key '{f.name}' must be true or false, got {value!r}")
-            elif f.type in ("int", int):
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                    raise ConfigError(f"selection key '{f.name}' must be an integer, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
-                raise ConfigError(f"selection key '{f.name}' must be a finite number, got {value!r}")
+        self.check_numbers()
         for low, high in (("crack_min", "crack_max"), ("m_ee_min", "m_ee_max"), ("label_m_ee_min", "label_m_ee_max")):
             if getattr(self, low) >= getattr(self, high):
                 raise ConfigError(
@@ -205,22 +197,6 @@ class ZeeSelection:
         if self.m_z <= 0:
             raise ConfigError(f"selection key 'm_z' must be positive, got {self.m_z}")
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> ZeeSelection:
-        """Build from a config mapping; unknown keys raise :class:`~hepchain.errors.ConfigError` naming them."""
-        config = dict(config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown Z->ee selection key(s) {', '.join(repr(k) for k in unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The thresholds as a plain dict (for provenance records)."""
-        return dataclasses.asdict(self)
 
 
 def _np(x: Any, dtype: Any) -> np.ndarray:

@@ -57,10 +57,9 @@ are optional (collision data: weight 1, no truth match).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
@@ -69,7 +68,16 @@ from coffea.processor import ProcessorABC
 from ..errors import ConfigError
 from ..features.jets import dijet_asymmetry, third_jet_veto
 from ..features.vh import assign_folds, delta_phi
-from .common import ColumnSpec, Cutflow, chunk_columns, columns_to_arrays, event_weights, padded, run_processor
+from .common import (
+    ColumnSpec,
+    Cutflow,
+    SelectionConfig,
+    chunk_columns,
+    columns_to_arrays,
+    event_weights,
+    padded,
+    run_processor,
+)
 
 __all__ = [
     "BRANCHES",
@@ -211,13 +219,15 @@ COLUMNS: ColumnSpec = columns()
 
 
 @dataclass(frozen=True)
-class DijetSelection:
+class DijetSelection(SelectionConfig):
     """Thresholds of the dijet selection (GeV, rad; strict inequalities, probe region half-open).
 
     ``probe_abs_eta_min <= |eta| < probe_abs_eta_max`` defines the seed's central
     probe region (a flag, not a cut); ``n_constituents`` is K, the constituents
     kept per jet; ``probe_seed`` seeds the random ref/probe assignment.
     """
+
+    label: ClassVar[str] = "dijet"
 
     jet_pt_min: float = 25.0
     jet_abs_eta_max: float = 4.7
@@ -233,13 +243,7 @@ class DijetSelection:
     probe_seed: int = 0
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("int", int):
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                    raise ConfigError(f"selection key '{f.name}' must be an integer, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
-                raise ConfigError(f"selection key '{f.name}' must be a finite number, got {value!r}")
+        self.check_numbers()
         if self.n_constituents < 1:
             raise ConfigError(f"selection key 'n_constituents' must be at least 1, got {self.n_constituents}")
         if self.jet_id_mask < 0:
@@ -250,22 +254,6 @@ class DijetSelection:
                     f"selection: {low} ({getattr(self, low)}) must be below {high} ({getattr(self, high)})"
                 )
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> DijetSelection:
-        """Build from a config mapping; unknown keys raise :class:`~hepchain.errors.ConfigError` naming them."""
-        config = dict(config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown dijet selection key(s) {', '.join(repr(k) for k in unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The thresholds as a plain dict (for provenance records)."""
-        return dataclasses.asdict(self)
 
 
 def _f64(x: Any) -> ak.Array:

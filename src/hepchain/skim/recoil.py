@@ -75,10 +75,9 @@ optional :data:`OPTIONAL_BRANCHES` (truth, genWeight).  With
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
@@ -89,6 +88,7 @@ from ..features.recoil import N_PFOS, N_PFOS_SPLIT, transverse_mass
 from .common import (
     ColumnSpec,
     Cutflow,
+    SelectionConfig,
     chunk_columns,
     columns_to_arrays,
     event_weights,
@@ -142,13 +142,15 @@ STANDARD_HINT = "the recoil skim reads NanoAOD muons, electrons, MET, TkMET, PV_
 
 
 @dataclass(frozen=True)
-class RecoilSelection:
+class RecoilSelection(SelectionConfig):
     """Thresholds of the W -> mu nu selection and of the recoil columns (GeV, cm; strict inequalities).
 
     ``recoil_cone_dr``: PF candidates with dR(muon) < this are not recoil;
     ``pfcand_from_pv_min``: charged candidates need ``fromPV >=`` this;
     ``n_pfos`` / ``n_pfos_split``: sizes of the padded leading-candidate sets.
     """
+
+    label: ClassVar[str] = "recoil"
 
     muon_pt_min: float = 25.0
     muon_abs_eta_max: float = 2.4
@@ -174,16 +176,7 @@ class RecoilSelection:
     n_pfos_split: int = N_PFOS_SPLIT
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool", bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"selection key '{f.name}' must be true or false, got {value!r}")
-            elif f.type in ("int", int):
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                    raise ConfigError(f"selection key '{f.name}' must be an integer, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
-                raise ConfigError(f"selection key '{f.name}' must be a finite number, got {value!r}")
+        self.check_numbers()
         for name in ("n_pfos", "n_pfos_split"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"selection key '{name}' must be at least 1, got {getattr(self, name)}")
@@ -193,22 +186,6 @@ class RecoilSelection:
                 f"got {self.recoil_cone_dr}"
             )
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> RecoilSelection:
-        """Build from a config mapping; unknown keys raise :class:`~hepchain.errors.ConfigError` naming them."""
-        config = dict(config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown recoil selection key(s) {', '.join(repr(k) for k in unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The thresholds as a plain dict (for provenance records)."""
-        return dataclasses.asdict(self)
 
 
 def skim_columns(selection: RecoilSelection | None = None) -> dict[str, tuple[str, tuple[int, ...]]]:

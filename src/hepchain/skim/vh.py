@@ -34,10 +34,9 @@ Branches read (and checked in every input before processing) are listed in
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
@@ -46,7 +45,7 @@ from coffea.processor import ProcessorABC
 
 from ..errors import ConfigError
 from ..features.vh import four_momentum, invariant_mass
-from .common import Cutflow, chunk_columns, columns_to_frame, event_weights, run_processor
+from .common import Cutflow, SelectionConfig, chunk_columns, columns_to_frame, event_weights, run_processor
 
 STAGE = "vh skim"
 
@@ -101,8 +100,10 @@ COLUMNS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class DFOSSelection:
+class DFOSSelection(SelectionConfig):
     """Thresholds of the DFOS e-mu selection (GeV, cm; strict inequalities)."""
+
+    label: ClassVar[str] = "DFOS"
 
     electron_pt_min: float = 15.0
     electron_abs_eta_max: float = 2.47
@@ -126,36 +127,12 @@ class DFOSSelection:
     btag_min: float = 0.2783
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool", bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"selection key '{f.name}' must be true or false, got {value!r}")
-            elif f.type in ("int", int):
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                    raise ConfigError(f"selection key '{f.name}' must be an integer, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
-                raise ConfigError(f"selection key '{f.name}' must be a finite number, got {value!r}")
+        self.check_numbers()
         if self.electron_crack_min > self.electron_crack_max:
             raise ConfigError(
                 f"selection: electron_crack_min ({self.electron_crack_min}) exceeds electron_crack_max ({self.electron_crack_max})"
             )
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> DFOSSelection:
-        """Build from a config mapping; unknown keys raise :class:`~hepchain.errors.ConfigError` naming them."""
-        config = dict(config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown DFOS selection key(s) {', '.join(repr(k) for k in unknown)}; known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The thresholds as a plain dict (for provenance records)."""
-        return dataclasses.asdict(self)
 
 
 def _f64(x: Any) -> ak.Array:
