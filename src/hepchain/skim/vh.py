@@ -34,7 +34,7 @@ Branches read (and checked in every input before processing) are listed in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from coffea.processor import ProcessorABC
 
+from ..detector.particles import index_within_group, pairs_within_event
 from ..errors import ConfigError
 from ..features.vh import four_momentum, invariant_mass
 from .common import Cutflow, SelectionConfig, chunk_columns, columns_to_frame, event_weights, run_processor
@@ -135,40 +136,29 @@ class DFOSSelection(SelectionConfig):
 
 
 
-def _f64(x: Any) -> ak.Array:
-    return ak.values_astype(x, np.float64)
+def _flat(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(objects per event, {field: flat numpy array}) of a jagged NanoEvents collection.
 
-
-def _leptons(collection: Any) -> ak.Array:
-    """A plain lepton record (float64 kinematics) so electrons and muons concatenate."""
-    return ak.zip(
-        {
-            "pt": _f64(collection.pt),
-            "eta": _f64(collection.eta),
-            "phi": _f64(collection.phi),
-            "mass": _f64(collection.mass),
-            "charge": ak.values_astype(collection.charge, np.int32),
-            "pdgId": ak.values_astype(collection.pdgId, np.int32),
-        }
-    )
-
-
-def _nth(array: ak.Array, n: int, fill: float = np.nan) -> np.ndarray:
-    """The n-th entry of each event's list as numpy, ``fill`` where there is none.
-
-    Works on the flat content and the list offsets (no padding of the jagged array).
+    The skim works on these flat arrays with numpy (a few calls per chunk
+    instead of one awkward broadcast per operation, which dominates the cost
+    on NanoAOD-sized chunks).
     """
-    counts = ak.to_numpy(ak.num(array, axis=1)).astype(np.int64)
-    flat = ak.to_numpy(ak.flatten(array, axis=1))
-    starts = np.cumsum(counts) - counts
-    out = np.full(len(counts), fill, dtype=np.result_type(flat.dtype, np.min_scalar_type(fill)))
-    has = counts > n
-    out[has] = flat[starts[has] + n]
+    counts = ak.to_numpy(ak.num(collection, axis=1)).astype(np.int64)
+    return counts, {f: ak.to_numpy(ak.flatten(collection[f], axis=1)) for f in fields}
+
+
+def _first_two(evt: np.ndarray, values: Mapping[str, np.ndarray], n_events: int, fills: Mapping[str, Any]) -> dict:
+    """Per event, the first and second entry of flat ``values`` (grouped and ordered by ``evt``), ``fills`` else."""
+    counts = np.bincount(evt, minlength=n_events)
+    rank = index_within_group(counts)
+    out: dict[tuple[int, str], np.ndarray] = {}
+    for i in (0, 1):
+        pick = rank == i
+        for name, v in values.items():
+            arr = np.full(n_events, fills[name], dtype=np.result_type(v.dtype, np.min_scalar_type(fills[name])))
+            arr[evt[pick]] = v[pick]
+            out[i, name] = arr
     return out
-
-
-def _flat(x: Any, dtype: Any = np.float64) -> np.ndarray:
-    return ak.to_numpy(x).astype(dtype)
 
 
 class DFOSProcessor(ProcessorABC):
@@ -178,92 +168,107 @@ class DFOSProcessor(ProcessorABC):
         self.selection = selection or DFOSSelection()
         self.cutflow = Cutflow(CUTS)
 
-    def select_electrons(self, events: Any) -> Any:
-        """Electrons passing the object selection."""
-        s, e = self.selection, events.Electron
-        abs_eta = abs(e.eta)
+    def select_electrons(self, events: Any) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """(electrons per event, flat fields, mask of those passing the object selection)."""
+        s = self.selection
+        counts, e = _flat(events.Electron, ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso03_all",
+                                             "cutBased", "dxy", "dz"))
+        abs_eta = np.abs(e["eta"])
         mask = (
-            (e.pt > s.electron_pt_min)
+            (e["pt"] > s.electron_pt_min)
             & (abs_eta < s.electron_abs_eta_max)
             & ~((abs_eta > s.electron_crack_min) & (abs_eta < s.electron_crack_max))
-            & (e.cutBased >= s.electron_cut_based_min)
-            & (e.pfRelIso03_all < s.electron_iso_max)
-            & (abs(e.dxy) < s.lepton_dxy_max)
-            & (abs(e.dz) < s.lepton_dz_max)
+            & (e["cutBased"] >= s.electron_cut_based_min)
+            & (e["pfRelIso03_all"] < s.electron_iso_max)
+            & (np.abs(e["dxy"]) < s.lepton_dxy_max)
+            & (np.abs(e["dz"]) < s.lepton_dz_max)
         )
-        return e[mask]
+        return counts, e, mask
 
-    def select_muons(self, events: Any) -> Any:
-        """Muons passing the object selection."""
-        s, m = self.selection, events.Muon
+    def select_muons(self, events: Any) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """(muons per event, flat fields, mask of those passing the object selection)."""
+        s = self.selection
+        counts, m = _flat(events.Muon, ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso04_all", "tightId",
+                                         "dxy", "dz"))
         mask = (
-            (m.pt > s.muon_pt_min)
-            & (abs(m.eta) < s.muon_abs_eta_max)
-            & (m.pfRelIso04_all < s.muon_iso_max)
-            & (abs(m.dxy) < s.lepton_dxy_max)
-            & (abs(m.dz) < s.lepton_dz_max)
+            (m["pt"] > s.muon_pt_min)
+            & (np.abs(m["eta"]) < s.muon_abs_eta_max)
+            & (m["pfRelIso04_all"] < s.muon_iso_max)
+            & (np.abs(m["dxy"]) < s.lepton_dxy_max)
+            & (np.abs(m["dz"]) < s.lepton_dz_max)
         )
         if s.muon_tight_id:
-            mask = mask & m.tightId
-        return m[mask]
+            mask = mask & m["tightId"].astype(bool)
+        return counts, m, mask
 
-    def select_jets(self, events: Any, leptons: ak.Array) -> ak.Array:
-        """Selected jets (plain float64 records, pT-ordered), cleaned against ``leptons``."""
-        s, j = self.selection, events.Jet
-        jets = ak.zip(
-            {
-                "pt": _f64(j.pt),
-                "eta": _f64(j.eta),
-                "phi": _f64(j.phi),
-                "mass": _f64(j.mass),
-                "btag": _f64(j.btagDeepFlavB),
-            }
-        )
-        jet_id = ak.values_astype(j.jetId, np.int64)
-        mask = (
-            (jets.pt > s.jet_pt_min) & (abs(jets.eta) < s.jet_abs_eta_max) & ((jet_id & s.jet_id_mask) == s.jet_id_mask)
-        )
-        jets = jets[mask]
-        pairs = ak.cartesian({"j": jets, "l": leptons}, axis=1, nested=True)
-        deta = pairs.j.eta - pairs.l.eta
-        dphi = (pairs.j.phi - pairs.l.phi + np.pi) % (2 * np.pi) - np.pi
-        min_dr = ak.fill_none(ak.min(np.sqrt(deta**2 + dphi**2), axis=2), np.inf)
-        jets = jets[min_dr > s.jet_lepton_dr_min]
-        return jets[ak.argsort(jets.pt, axis=1, ascending=False, stable=True)]
+    def select_jets(self, events: Any, lep_evt: np.ndarray, lep_eta: np.ndarray, lep_phi: np.ndarray) -> dict:
+        """Selected jets as flat float64 arrays with ``evt``, pT-ordered within each event, cleaned against leptons.
+
+        ``lep_*``: the selected leptons (flat, grouped by event).
+        """
+        s = self.selection
+        counts, j = _flat(events.Jet, ("pt", "eta", "phi", "mass", "btagDeepFlavB", "jetId"))
+        evt = np.repeat(np.arange(len(counts)), counts)
+        jet_id = j["jetId"].astype(np.int64)
+        keep = (j["pt"] > s.jet_pt_min) & (np.abs(j["eta"]) < s.jet_abs_eta_max) & ((jet_id & s.jet_id_mask) == s.jet_id_mask)
+        idx = np.flatnonzero(keep)
+        # distance to the nearest selected lepton of the same event (inf without one)
+        ij, il = pairs_within_event(evt[idx], lep_evt, len(counts))
+        deta = j["eta"][idx][ij].astype(np.float64) - lep_eta[il]
+        dphi = (j["phi"][idx][ij].astype(np.float64) - lep_phi[il] + np.pi) % (2 * np.pi) - np.pi
+        min_dr = np.full(len(idx), np.inf)
+        np.minimum.at(min_dr, ij, np.sqrt(deta**2 + dphi**2))
+        idx = idx[min_dr > s.jet_lepton_dr_min]
+        pt = j["pt"][idx].astype(np.float64)
+        order = np.lexsort((-pt, evt[idx]))  # stable: equal pT keep their input order
+        idx = idx[order]
+        out = {f: j[f][idx].astype(np.float64) for f in ("pt", "eta", "phi", "mass")}
+        out["btag"] = j["btagDeepFlavB"][idx].astype(np.float64)
+        out["evt"] = evt[idx]
+        return out
 
     def process(self, events: Any) -> dict[str, Any]:
         """Select one chunk: its cutflow entry and the columns of the events passing every cut."""
         s = self.selection
+        n = len(events)
         weights = event_weights(events)
-        electrons = self.select_electrons(events)
-        muons = self.select_muons(events)
-        n_ele = ak.to_numpy(ak.num(electrons, axis=1))
-        n_mu = ak.to_numpy(ak.num(muons, axis=1))
-        leptons = ak.concatenate([_leptons(electrons), _leptons(muons)], axis=1)
-        leptons = leptons[ak.argsort(leptons.pt, axis=1, ascending=False, stable=True)]
+        n_ele_all, e, e_mask = self.select_electrons(events)
+        n_mu_all, m, m_mask = self.select_muons(events)
+        e_evt = np.repeat(np.arange(n), n_ele_all)[e_mask]
+        m_evt = np.repeat(np.arange(n), n_mu_all)[m_mask]
+        n_ele = np.bincount(e_evt, minlength=n)
+        n_mu = np.bincount(m_evt, minlength=n)
         n_lep = n_ele + n_mu
 
+        # selected leptons, electrons before muons within an event, then ordered by decreasing pT (stable)
         lep = {
-            (i, f): _nth(leptons[f], i, 0 if f in ("charge", "pdgId") else np.nan)
-            for i in (0, 1)
-            for f in ("pt", "eta", "phi", "mass", "charge", "pdgId")
+            f: np.concatenate([e[f][e_mask].astype(dt), m[f][m_mask].astype(dt)])
+            for f, dt in (("pt", np.float64), ("eta", np.float64), ("phi", np.float64), ("mass", np.float64),
+                          ("charge", np.int32), ("pdgId", np.int32))
         }
+        l_evt = np.concatenate([e_evt, m_evt])
+        source = np.concatenate([np.zeros(len(e_evt), np.int8), np.ones(len(m_evt), np.int8)])
+        order = np.lexsort((source, -lep["pt"], l_evt))
+        l_evt = l_evt[order]
+        lep = {f: v[order] for f, v in lep.items()}
+        fills = {"pt": np.nan, "eta": np.nan, "phi": np.nan, "mass": np.nan, "charge": 0, "pdgId": 0}
+        two = _first_two(l_evt, lep, n, fills)
         with np.errstate(invalid="ignore"):
             m_ll = invariant_mass(
-                four_momentum(lep[0, "pt"], lep[0, "eta"], lep[0, "phi"], lep[0, "mass"]),
-                four_momentum(lep[1, "pt"], lep[1, "eta"], lep[1, "phi"], lep[1, "mass"]),
+                four_momentum(two[0, "pt"], two[0, "eta"], two[0, "phi"], two[0, "mass"]),
+                four_momentum(two[1, "pt"], two[1, "eta"], two[1, "phi"], two[1, "mass"]),
             )
         m_ll = np.where(n_lep >= 2, m_ll, 0.0)
 
-        jets = self.select_jets(events, leptons)
-        n_jets = ak.to_numpy(ak.num(jets, axis=1))
-        n_bjets = ak.to_numpy(ak.sum(jets.btag > s.btag_min, axis=1))
+        jets = self.select_jets(events, l_evt, lep["eta"], lep["phi"])
+        n_jets = np.bincount(jets["evt"], minlength=n)
+        n_bjets = np.bincount(jets["evt"], weights=jets["btag"] > s.btag_min, minlength=n).astype(np.int64)
 
         masks = {
             "two_leptons": n_lep == 2,
             "different_flavour": (n_ele == 1) & (n_mu == 1),
-            "opposite_sign": (n_lep >= 2) & (lep[0, "charge"] * lep[1, "charge"] < 0),
-            "lead_pt": (n_lep >= 1) & (np.nan_to_num(lep[0, "pt"], nan=0.0) > s.lead_lepton_pt_min),
+            "opposite_sign": (n_lep >= 2) & (two[0, "charge"] * two[1, "charge"] < 0),
+            "lead_pt": (n_lep >= 1) & (np.nan_to_num(two[0, "pt"], nan=0.0) > s.lead_lepton_pt_min),
             "mll": (n_lep >= 2) & (m_ll > s.mll_min),
             "two_jets": n_jets >= s.n_jets_min,
             "zero_bjets": n_bjets == 0,
@@ -271,30 +276,32 @@ class DFOSProcessor(ProcessorABC):
         selection = self.cutflow.selection(masks)
         passed = np.asarray(selection.all(*CUTS), dtype=bool)
 
-        sel_jets = jets[passed]
+        jet_two = _first_two(jets["evt"], {f: jets[f] for f in ("pt", "eta", "phi", "mass")}, n,
+                             dict.fromkeys(("pt", "eta", "phi", "mass"), np.nan))
         columns: dict[str, np.ndarray] = {
-            "event": _flat(events.event[passed], np.uint64),
+            "event": ak.to_numpy(events.event[passed]).astype(np.uint64),
             "genWeight": weights[passed],
         }
         for i, name in ((0, "l0"), (1, "l1")):
             for f in ("pt", "eta", "phi", "mass"):
-                columns[f"{name}_{f}"] = lep[i, f][passed]
-            columns[f"{name}_pdgId"] = lep[i, "pdgId"][passed].astype(np.int32)
+                columns[f"{name}_{f}"] = two[i, f][passed]
+            columns[f"{name}_pdgId"] = two[i, "pdgId"][passed].astype(np.int32)
         for i, name in ((0, "j0"), (1, "j1")):
             for f in ("pt", "eta", "phi", "mass"):
-                columns[f"{name}_{f}"] = _nth(sel_jets[f], i)
+                columns[f"{name}_{f}"] = jet_two[i, f][passed]
         columns["njets"] = n_jets[passed].astype(np.int32)
         columns["nbjets"] = n_bjets[passed].astype(np.int32)
-        columns["sum_jet_px"] = ak.to_numpy(ak.sum(sel_jets.pt * np.cos(sel_jets.phi), axis=1)).astype(np.float64)
-        columns["sum_jet_py"] = ak.to_numpy(ak.sum(sel_jets.pt * np.sin(sel_jets.phi), axis=1)).astype(np.float64)
-        columns["sum_jet_pt"] = ak.to_numpy(ak.sum(sel_jets.pt, axis=1)).astype(np.float64)
-        columns["met_pt"] = _flat(events.MET.pt[passed])
-        columns["met_phi"] = _flat(events.MET.phi[passed])
-        columns["met_sumEt"] = _flat(events.MET.sumEt[passed])
-        columns["met_significance"] = _flat(events.MET.significance[passed])
-        columns["tkmet_pt"] = _flat(events.TkMET.pt[passed])
-        columns["tkmet_phi"] = _flat(events.TkMET.phi[passed])
-        columns["soft_ht"] = _flat(events.SoftActivityJetHT[passed])
+        columns["sum_jet_px"] = np.bincount(jets["evt"], weights=jets["pt"] * np.cos(jets["phi"]), minlength=n)[passed]
+        columns["sum_jet_py"] = np.bincount(jets["evt"], weights=jets["pt"] * np.sin(jets["phi"]), minlength=n)[passed]
+        columns["sum_jet_pt"] = np.bincount(jets["evt"], weights=jets["pt"], minlength=n)[passed]
+        met, tkmet = events.MET, events.TkMET
+        columns["met_pt"] = ak.to_numpy(met.pt).astype(np.float64)[passed]
+        columns["met_phi"] = ak.to_numpy(met.phi).astype(np.float64)[passed]
+        columns["met_sumEt"] = ak.to_numpy(met.sumEt).astype(np.float64)[passed]
+        columns["met_significance"] = ak.to_numpy(met.significance).astype(np.float64)[passed]
+        columns["tkmet_pt"] = ak.to_numpy(tkmet.pt).astype(np.float64)[passed]
+        columns["tkmet_phi"] = ak.to_numpy(tkmet.phi).astype(np.float64)[passed]
+        columns["soft_ht"] = ak.to_numpy(events.SoftActivityJetHT).astype(np.float64)[passed]
 
         key_cutflow = self.cutflow.fill(selection, weights)
         chunk = chunk_columns(events, {c: columns[c] for c in COLUMNS})
