@@ -57,6 +57,7 @@ from coffea.processor import (
 )
 from coffea.processor.executor import FileMeta
 
+from ..detector.particles import index_within_group
 from ..errors import ConfigError, InputFileError
 from ..nanoaod import open_events, require_branches
 
@@ -273,6 +274,31 @@ def columns_to_arrays(
         if values.shape[1:] != tuple(shape):
             raise ValueError(f"skim column '{name}' has row shape {values.shape[1:]}, declared {tuple(shape)}")
         out[name] = values.astype(dtype, copy=False)
+    return out
+
+
+def flat_fields(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(objects per event, {field: flat numpy array}) of a jagged NanoEvents collection.
+
+    The skim works on these flat arrays with numpy (a few calls per chunk
+    instead of one awkward broadcast per operation, which dominates the cost
+    on NanoAOD-sized chunks).
+    """
+    counts = ak.to_numpy(ak.num(collection, axis=1)).astype(np.int64)
+    return counts, {f: ak.to_numpy(ak.flatten(collection[f], axis=1)) for f in fields}
+
+
+def first_two(evt: np.ndarray, values: Mapping[str, np.ndarray], n_events: int, fills: Mapping[str, Any]) -> dict:
+    """Per event, the first and second entry of flat ``values`` (grouped and ordered by ``evt``), ``fills`` else."""
+    counts = np.bincount(evt, minlength=n_events)
+    rank = index_within_group(counts)
+    out: dict[tuple[int, str], np.ndarray] = {}
+    for i in (0, 1):
+        pick = rank == i
+        for name, v in values.items():
+            arr = np.full(n_events, fills[name], dtype=np.result_type(v.dtype, np.min_scalar_type(fills[name])))
+            arr[evt[pick]] = v[pick]
+            out[i, name] = arr
     return out
 
 

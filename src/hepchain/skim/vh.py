@@ -34,7 +34,7 @@ Branches read (and checked in every input before processing) are listed in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,10 +43,19 @@ import numpy as np
 import pandas as pd
 from coffea.processor import ProcessorABC
 
-from ..detector.particles import index_within_group, pairs_within_event
+from ..detector.particles import pairs_within_event
 from ..errors import ConfigError
 from ..features.vh import four_momentum, invariant_mass
-from .common import Cutflow, SelectionConfig, chunk_columns, columns_to_frame, event_weights, run_processor
+from .common import (
+    Cutflow,
+    SelectionConfig,
+    chunk_columns,
+    columns_to_frame,
+    event_weights,
+    first_two,
+    flat_fields,
+    run_processor,
+)
 
 STAGE = "vh skim"
 
@@ -136,31 +145,6 @@ class DFOSSelection(SelectionConfig):
 
 
 
-def _flat(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(objects per event, {field: flat numpy array}) of a jagged NanoEvents collection.
-
-    The skim works on these flat arrays with numpy (a few calls per chunk
-    instead of one awkward broadcast per operation, which dominates the cost
-    on NanoAOD-sized chunks).
-    """
-    counts = ak.to_numpy(ak.num(collection, axis=1)).astype(np.int64)
-    return counts, {f: ak.to_numpy(ak.flatten(collection[f], axis=1)) for f in fields}
-
-
-def _first_two(evt: np.ndarray, values: Mapping[str, np.ndarray], n_events: int, fills: Mapping[str, Any]) -> dict:
-    """Per event, the first and second entry of flat ``values`` (grouped and ordered by ``evt``), ``fills`` else."""
-    counts = np.bincount(evt, minlength=n_events)
-    rank = index_within_group(counts)
-    out: dict[tuple[int, str], np.ndarray] = {}
-    for i in (0, 1):
-        pick = rank == i
-        for name, v in values.items():
-            arr = np.full(n_events, fills[name], dtype=np.result_type(v.dtype, np.min_scalar_type(fills[name])))
-            arr[evt[pick]] = v[pick]
-            out[i, name] = arr
-    return out
-
-
 class DFOSProcessor(ProcessorABC):
     """coffea processor of the DFOS e-mu skim; ``process`` returns ``{"cutflow", "columns"}`` per chunk."""
 
@@ -171,7 +155,7 @@ class DFOSProcessor(ProcessorABC):
     def select_electrons(self, events: Any) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """(electrons per event, flat fields, mask of those passing the object selection)."""
         s = self.selection
-        counts, e = _flat(events.Electron, ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso03_all",
+        counts, e = flat_fields(events.Electron, ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso03_all",
                                              "cutBased", "dxy", "dz"))
         abs_eta = np.abs(e["eta"])
         mask = (
@@ -188,7 +172,7 @@ class DFOSProcessor(ProcessorABC):
     def select_muons(self, events: Any) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """(muons per event, flat fields, mask of those passing the object selection)."""
         s = self.selection
-        counts, m = _flat(events.Muon, ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso04_all", "tightId",
+        counts, m = flat_fields(events.Muon, ("pt", "eta", "phi", "mass", "charge", "pdgId", "pfRelIso04_all", "tightId",
                                          "dxy", "dz"))
         mask = (
             (m["pt"] > s.muon_pt_min)
@@ -207,7 +191,7 @@ class DFOSProcessor(ProcessorABC):
         ``lep_*``: the selected leptons (flat, grouped by event).
         """
         s = self.selection
-        counts, j = _flat(events.Jet, ("pt", "eta", "phi", "mass", "btagDeepFlavB", "jetId"))
+        counts, j = flat_fields(events.Jet, ("pt", "eta", "phi", "mass", "btagDeepFlavB", "jetId"))
         evt = np.repeat(np.arange(len(counts)), counts)
         jet_id = j["jetId"].astype(np.int64)
         keep = (j["pt"] > s.jet_pt_min) & (np.abs(j["eta"]) < s.jet_abs_eta_max) & ((jet_id & s.jet_id_mask) == s.jet_id_mask)
@@ -252,7 +236,7 @@ class DFOSProcessor(ProcessorABC):
         l_evt = l_evt[order]
         lep = {f: v[order] for f, v in lep.items()}
         fills = {"pt": np.nan, "eta": np.nan, "phi": np.nan, "mass": np.nan, "charge": 0, "pdgId": 0}
-        two = _first_two(l_evt, lep, n, fills)
+        two = first_two(l_evt, lep, n, fills)
         with np.errstate(invalid="ignore"):
             m_ll = invariant_mass(
                 four_momentum(two[0, "pt"], two[0, "eta"], two[0, "phi"], two[0, "mass"]),
@@ -276,7 +260,7 @@ class DFOSProcessor(ProcessorABC):
         selection = self.cutflow.selection(masks)
         passed = np.asarray(selection.all(*CUTS), dtype=bool)
 
-        jet_two = _first_two(jets["evt"], {f: jets[f] for f in ("pt", "eta", "phi", "mass")}, n,
+        jet_two = first_two(jets["evt"], {f: jets[f] for f in ("pt", "eta", "phi", "mass")}, n,
                              dict.fromkeys(("pt", "eta", "phi", "mass"), np.nan))
         columns: dict[str, np.ndarray] = {
             "event": ak.to_numpy(events.event[passed]).astype(np.uint64),
