@@ -211,6 +211,9 @@ CONTRACT: dict[str, dict[str, tuple[str, str]]] = {
     },
     "SoftActivityJetHT": {"": ("float32", "scalar pT sum of soft track jets (pT > 1 GeV) away from leptons and jets [GeV]")},
     "genWeight": {"": ("float32", "generator weight")},
+    "fixedGridRhoFastjetCentralNeutral": {
+        "": ("float32", "median pT density of neutral PF candidates on an eta-phi grid in |eta| < 2.5 [GeV per unit area]")
+    },
 }
 
 
