@@ -103,8 +103,10 @@ from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
+import uproot
 from coffea.processor import ProcessorABC
 
+from ..detector.particles import index_within_group, pairs_within_event
 from ..errors import ConfigError
 from .common import ColumnSpec, Cutflow, SelectionConfig, chunk_columns, columns_to_arrays, event_weights, run_processor
 
@@ -351,29 +353,144 @@ def missing_branch_hint(selection: DitauSelection) -> Callable[[str], str]:
 
 
 # --------------------------------------------------------------------------- array helpers
-
-
-def _f64(x: Any) -> ak.Array:
-    return ak.values_astype(x, np.float64)
-
-
-def _i64(x: Any) -> ak.Array:
-    return ak.values_astype(x, np.int64)
-
-
-def _np(x: Any, fill: Any, dtype: Any) -> np.ndarray:
-    """A per-event (option) awkward array as numpy, ``fill`` for None."""
-    return np.asarray(ak.to_numpy(ak.fill_none(x, fill)), dtype=dtype)
+#
+# The processor works on flat numpy arrays (one entry per object, grouped by event): an awkward
+# operation costs about a millisecond whatever the chunk size, which dominated the skim when every
+# cut was one.  The chunk's branches are read in one uproot request from the tree coffea opened
+# (:class:`_Chunk`; NanoEvents reads them one request per branch, which cost more than the whole
+# selection), else straight from the NanoEvents layout.  Every comparison is made on the same dtype
+# as the awkward version it replaced (raw NanoAOD floats for the candidate and veto cuts, float64
+# for the channel cuts), so the selection is the same bit for bit.
 
 
 def _dphi(a: Any, b: Any) -> Any:
     return (a - b + np.pi) % (2 * np.pi) - np.pi
 
 
-def _take(values: Any, index: np.ndarray, fill: float = np.nan, dtype: Any = np.float64) -> np.ndarray:
-    """``values[event][index[event]]`` for a jagged ``values`` and a per-event local index (-1: none) -> ``fill``."""
-    counts = ak.to_numpy(ak.num(values, axis=1)).astype(np.int64)
-    flat = np.asarray(ak.to_numpy(ak.flatten(values, axis=1)))
+def _bits(values: np.ndarray, wp: int) -> np.ndarray:
+    """``values & wp == wp`` (True for wp 0)."""
+    return (values.astype(np.int64) & wp) == wp
+
+
+def _field(layout: Any, name: str) -> Any:
+    """The content ``name`` of a record layout, or None where ``layout`` is not a plain record."""
+    if isinstance(layout, ak.contents.RecordArray) and layout.has_field(name):
+        return layout.content(name)
+    return None
+
+
+def _numpy(layout: Any, start: int, stop: int) -> np.ndarray | None:
+    """``layout[start:stop]`` as numpy where it is a flat numeric layout, else None."""
+    if not isinstance(layout, ak.contents.NumpyArray):
+        return None
+    data = np.asarray(layout.data)
+    return data[start:stop] if data.ndim == 1 else None
+
+
+def _flat(events: Any, name: str, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(objects per event, {field: flat numpy}) of the NanoEvents collection ``name``, one branch read per field.
+
+    Read from the chunk's layout (no awkward operation); ``ak.flatten`` where the layout is not the
+    usual list of records of numbers.
+    """
+    coll = _field(events.layout, name)
+    if isinstance(coll, ak.contents.ListOffsetArray) and isinstance(coll.content, ak.contents.RecordArray):
+        offsets = np.asarray(coll.offsets.data).astype(np.int64)
+        start, stop = int(offsets[0]), int(offsets[-1])
+        out: dict[str, np.ndarray] = {}
+        for f in dict.fromkeys(fields):
+            values = _numpy(_field(coll.content, f), start, stop)
+            out[f] = values if values is not None else ak.to_numpy(ak.flatten(events[name][f], axis=1))
+        return np.diff(offsets), out
+    counts = ak.to_numpy(ak.num(events[name], axis=1)).astype(np.int64)
+    return counts, {f: ak.to_numpy(ak.flatten(events[name][f], axis=1)) for f in dict.fromkeys(fields)}
+
+
+def _scalar(events: Any, name: str, field: str | None = None) -> np.ndarray:
+    """The per-event branch ``name`` (``name_field`` with ``field``) as numpy."""
+    layout = _field(events.layout, name)
+    if field is not None:
+        layout = _field(layout, field)
+    values = _numpy(layout, 0, len(events))
+    if values is not None:
+        return values
+    return ak.to_numpy(events[name] if field is None else events[name][field])
+
+
+def _source(events: Any) -> tuple[Any, int, int] | None:
+    """The uproot TTree coffea opened for this chunk and the chunk's entry range; None where not found.
+
+    NanoEvents reads branch by branch, one file request each (about 2 ms per branch, more than
+    the decompression); one ``tree.arrays`` call for all of a chunk's branches costs a fraction of
+    that.  The tree is coffea's own (the mapping behind ``events``), so the bytes are the same; any
+    other layout of coffea's internals returns None and the reads go through NanoEvents.
+    """
+    try:
+        mapping = events.attrs["@events_factory"]._mapping
+        start, stop = int(mapping._start), int(mapping._stop)
+        trees = [v for v in mapping._cache.values() if isinstance(v, uproot.behaviors.TTree.TTree)]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if len(trees) != 1 or stop - start != len(events):
+        return None
+    return trees[0], start, stop
+
+
+class _Chunk:
+    """One chunk's branches as flat numpy arrays: read in bulk (:meth:`prefetch`) where possible, else from NanoEvents."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+        self.n_events = len(events)
+        self._source = _source(events)
+        self._arrays: dict[str, ak.Array] = {}
+
+    def prefetch(self, branches: Sequence[str]) -> None:
+        """Read those of ``branches`` the tree has, in one request (nothing without a bulk source)."""
+        if self._source is None:
+            return
+        tree, start, stop = self._source
+        names = [b for b in dict.fromkeys(branches) if b not in self._arrays and b in tree]
+        if names:
+            self._arrays.update(tree.arrays(names, entry_start=start, entry_stop=stop, how=dict))
+
+    def collection(self, name: str, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(objects per event, {field: flat numpy}) of the collection ``name``."""
+        counts: np.ndarray | None = None
+        out: dict[str, np.ndarray] = {}
+        for f in dict.fromkeys(fields):
+            array = self._arrays.get(f"{name}_{f}")
+            layout = None if array is None else array.layout
+            if isinstance(layout, ak.contents.ListOffsetArray):
+                offsets = np.asarray(layout.offsets.data).astype(np.int64)
+                values = _numpy(layout.content, int(offsets[0]), int(offsets[-1]))
+                if values is not None:
+                    counts = np.diff(offsets) if counts is None else counts
+                    out[f] = values
+        rest = [f for f in dict.fromkeys(fields) if f not in out]
+        if rest or counts is None:
+            counts, read = _flat(self.events, name, rest)
+            out.update(read)
+        return counts, {f: out[f] for f in dict.fromkeys(fields)}
+
+    def scalar(self, name: str, field: str | None = None) -> np.ndarray:
+        """The per-event branch ``name`` (``name_field`` with ``field``) as numpy."""
+        array = self._arrays.get(name if field is None else f"{name}_{field}")
+        values = None if array is None else _numpy(array.layout, 0, self.n_events)
+        return values if values is not None else _scalar(self.events, name, field)
+
+
+def _chunk(events: Any) -> _Chunk:
+    return events if isinstance(events, _Chunk) else _Chunk(events)
+
+
+def _events_of(counts: np.ndarray) -> np.ndarray:
+    """The event index of each object of a flat collection with ``counts`` objects per event."""
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def _take(counts: np.ndarray, flat: np.ndarray, index: np.ndarray, fill: float = np.nan, dtype: Any = np.float64) -> np.ndarray:
+    """``values[event][index[event]]`` for flat ``values`` with ``counts`` per event and a local index (-1: none) -> ``fill``."""
     starts = np.cumsum(counts) - counts
     ok = (index >= 0) & (index < counts)
     out = np.full(len(index), fill, dtype=dtype)
@@ -381,9 +498,25 @@ def _take(values: Any, index: np.ndarray, fill: float = np.nan, dtype: Any = np.
     return out
 
 
-def _bits(values: Any, wp: int) -> Any:
-    """``values & wp == wp`` (True for wp 0)."""
-    return (_i64(values) & wp) == wp
+def _first_per_event(evt: np.ndarray) -> np.ndarray:
+    """Positions of the first entry of each event in a flat array grouped by (non-decreasing) ``evt``."""
+    if len(evt) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate([[True], evt[1:] != evt[:-1]]))
+
+
+@dataclass(frozen=True)
+class _Objects:
+    """One flavour's objects of a chunk: flat numpy fields, grouped by event (``evt``) in decreasing pT (stable).
+
+    ``idx`` is each object's index in its event's NanoAOD collection.
+    """
+
+    n_events: int
+    fields: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.fields[name]
 
 
 # --------------------------------------------------------------------------- the processor
@@ -399,72 +532,78 @@ class DitauProcessor(ProcessorABC):
 
     # ---------------------------------------------------------------- objects
 
-    def objects(self, events: Any) -> dict[str, ak.Array]:
-        """Electrons, muons and taus as pT-ordered records with their local index and per-object flags."""
+    def objects(self, events: Any) -> dict[str, _Objects]:
+        """Electrons, muons and taus as pT-ordered flat arrays with their local index and per-object flags."""
         s = self.selection
-        e, m, t = events.Electron, events.Muon, events.Tau
+        chunk = _chunk(events)
+        n = chunk.n_events
+        ce, e = chunk.collection("Electron", (*_LEPTON_FIELDS, "cutBased", "pfRelIso03_all"))
+        cm, m = chunk.collection("Muon", (*_LEPTON_FIELDS, "pfRelIso04_all", *((s.muon_id,) if s.muon_id else ())))
+        ct, t = chunk.collection(
+            "Tau",
+            (
+                "pt", "eta", "phi", "charge", "dz", "decayMode", "idDecayModeNewDMs",
+                s.tau_vsjet_branch, s.tau_vse_branch, s.tau_vsmu_branch,
+            ),
+        )  # fmt: skip
 
-        def base(c: Any) -> dict[str, Any]:
+        def base(c: Mapping[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
             return {
-                "pt": _f64(c.pt),
-                "eta": _f64(c.eta),
-                "phi": _f64(c.phi),
-                "charge": _i64(c.charge),
-                "idx": ak.local_index(c.pt, axis=1),
+                "pt": c["pt"].astype(np.float64),
+                "eta": c["eta"].astype(np.float64),
+                "phi": c["phi"].astype(np.float64),
+                "charge": c["charge"].astype(np.int64),
+                "idx": index_within_group(counts),
+                "evt": _events_of(counts),
             }
 
-        e_vertex = (abs(e.dxy) < s.lepton_dxy_max) & (abs(e.dz) < s.lepton_dz_max)
-        e_iso = _f64(e.pfRelIso03_all)
-        ele = ak.zip(
-            {
-                **base(e),
-                "iso": e_iso,
-                "cand": (e.pt > s.electron_pt_min) & (abs(e.eta) < s.electron_abs_eta_max) & e_vertex,
-                "lid": e.cutBased >= s.electron_id_min,
-                "veto": (e.pt > s.veto_electron_pt_min)
-                & (abs(e.eta) < s.veto_electron_abs_eta_max)
-                & e_vertex
-                & (e.cutBased >= s.veto_electron_id_min)
-                & (e_iso < s.veto_electron_iso_max),
-            }
-        )
-        m_vertex = (abs(m.dxy) < s.lepton_dxy_max) & (abs(m.dz) < s.lepton_dz_max)
-        m_iso = _f64(m.pfRelIso04_all)
-        m_id = m[s.muon_id] if s.muon_id else ak.ones_like(m.pt, dtype=bool)
-        mu = ak.zip(
-            {
-                **base(m),
-                "iso": m_iso,
-                "cand": (m.pt > s.muon_pt_min) & (abs(m.eta) < s.muon_abs_eta_max) & m_vertex,
-                "lid": m_id,
-                "veto": (m.pt > s.veto_muon_pt_min)
-                & (abs(m.eta) < s.veto_muon_abs_eta_max)
-                & m_vertex
-                & m_id
-                & (m_iso < s.veto_muon_iso_max),
-            }
-        )
-        dm = _i64(t.decayMode)
-        dm_ok = ak.zeros_like(dm, dtype=bool)
+        e_vertex = (np.abs(e["dxy"]) < s.lepton_dxy_max) & (np.abs(e["dz"]) < s.lepton_dz_max)
+        e_iso = e["pfRelIso03_all"].astype(np.float64)
+        ele = {
+            **base(e, ce),
+            "iso": e_iso,
+            "cand": (e["pt"] > s.electron_pt_min) & (np.abs(e["eta"]) < s.electron_abs_eta_max) & e_vertex,
+            "lid": e["cutBased"] >= s.electron_id_min,
+            "veto": (e["pt"] > s.veto_electron_pt_min)
+            & (np.abs(e["eta"]) < s.veto_electron_abs_eta_max)
+            & e_vertex
+            & (e["cutBased"] >= s.veto_electron_id_min)
+            & (e_iso < s.veto_electron_iso_max),
+        }
+        m_vertex = (np.abs(m["dxy"]) < s.lepton_dxy_max) & (np.abs(m["dz"]) < s.lepton_dz_max)
+        m_iso = m["pfRelIso04_all"].astype(np.float64)
+        m_id = m[s.muon_id] if s.muon_id else np.ones(len(m["pt"]), dtype=bool)
+        mu = {
+            **base(m, cm),
+            "iso": m_iso,
+            "cand": (m["pt"] > s.muon_pt_min) & (np.abs(m["eta"]) < s.muon_abs_eta_max) & m_vertex,
+            "lid": m_id,
+            "veto": (m["pt"] > s.veto_muon_pt_min)
+            & (np.abs(m["eta"]) < s.veto_muon_abs_eta_max)
+            & m_vertex
+            & m_id
+            & (m_iso < s.veto_muon_iso_max),
+        }
+        dm = t["decayMode"].astype(np.int64)
+        dm_ok = np.zeros(len(dm), dtype=bool)
         for mode in s.tau_decay_modes:
             dm_ok = dm_ok | (dm == mode)
-        tau = ak.zip(
-            {
-                **base(t),
-                "cand": (t.pt > s.tau_pt_min)
-                & (abs(t.eta) < s.tau_abs_eta_max)
-                & (abs(t.dz) < s.tau_dz_max)
-                & t.idDecayModeNewDMs
-                & dm_ok
-                & (abs(t.charge) == 1),
-                "vsjet": _i64(t[s.tau_vsjet_branch]),
-                "vse": _i64(t[s.tau_vse_branch]),
-                "vsmu": _i64(t[s.tau_vsmu_branch]),
-            }
-        )
+        tau = {
+            **base(t, ct),
+            "cand": (t["pt"] > s.tau_pt_min)
+            & (np.abs(t["eta"]) < s.tau_abs_eta_max)
+            & (np.abs(t["dz"]) < s.tau_dz_max)
+            & t["idDecayModeNewDMs"]
+            & dm_ok
+            & (np.abs(t["charge"]) == 1),
+            "vsjet": t[s.tau_vsjet_branch].astype(np.int64),
+            "vse": t[s.tau_vse_branch].astype(np.int64),
+            "vsmu": t[s.tau_vsmu_branch].astype(np.int64),
+        }
         out = {}
         for name, rec in (("e", ele), ("mu", mu), ("tau", tau)):
-            out[name] = rec[ak.argsort(rec.pt, axis=1, ascending=False, stable=True)]
+            order = np.lexsort((-rec["pt"], rec["evt"]))  # stable: equal pT keep their input order
+            out[name] = _Objects(n, {f: v[order] for f, v in rec.items()})
         return out
 
     def _kinematics(self, channel: str, flavour: str) -> tuple[float, float]:
@@ -472,64 +611,85 @@ class DitauProcessor(ProcessorABC):
         name = {"e": "electron", "mu": "muon", "tau": "tau"}[flavour]
         return getattr(s, f"{channel}_{name}_pt_min"), getattr(s, f"{channel}_{name}_abs_eta_max")
 
-    def leg_masks(self, channel: str, flavour: str, obj: ak.Array) -> list[ak.Array]:
+    def leg_masks(self, channel: str, flavour: str, obj: _Objects) -> list[np.ndarray]:
         """Cumulative object masks of one leg flavour for the cuts two_legs .. isolation."""
         s = self.selection
         pt_min, eta_max = self._kinematics(channel, flavour)
-        cand = obj.cand
-        kin = cand & (obj.pt > pt_min) & (abs(obj.eta) < eta_max)
+        cand = obj["cand"]
+        kin = cand & (obj["pt"] > pt_min) & (np.abs(obj["eta"]) < eta_max)
         if flavour == "tau":
             lid = kin
             tid = (
                 lid
-                & _bits(obj.vsjet, s.tau_vsjet_wp)
-                & _bits(obj.vse, getattr(s, f"tau_vse_wp_{channel}"))
-                & _bits(obj.vsmu, getattr(s, f"tau_vsmu_wp_{channel}"))
+                & _bits(obj["vsjet"], s.tau_vsjet_wp)
+                & _bits(obj["vse"], getattr(s, f"tau_vse_wp_{channel}"))
+                & _bits(obj["vsmu"], getattr(s, f"tau_vsmu_wp_{channel}"))
             )
             iso = tid
         else:
-            lid = kin & obj.lid
+            lid = kin & obj["lid"]
             tid = lid
             name = "electron" if flavour == "e" else "muon"
-            iso = tid & (obj.iso < getattr(s, f"{channel}_{name}_iso_max"))
+            iso = tid & (obj["iso"] < getattr(s, f"{channel}_{name}_iso_max"))
         return [cand, kin, lid, tid, iso]
 
-    def channel(self, channel: str, objs: Mapping[str, ak.Array]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    def channel(self, channel: str, objs: Mapping[str, _Objects]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Cumulative per-cut event masks of one channel and the local indices of its legs (-1 if no pair)."""
         s = self.selection
         f1, f2 = LEG_FLAVOURS[channel]
-        m1 = self.leg_masks(channel, f1, objs[f1])
+        o1, o2 = objs[f1], objs[f2]
+        n = o1.n_events
+        m1 = self.leg_masks(channel, f1, o1)
+        a = np.flatnonzero(m1[-1])
         if f1 == f2:
-            stages = [_np(ak.sum(m, axis=1) >= 2, False, bool) for m in m1]
-            pairs = ak.combinations(objs[f1][m1[-1]], 2, fields=["l1", "l2"])
+            stages = [np.bincount(o1["evt"][m], minlength=n) >= 2 for m in m1]
+            # ak.combinations order: (i, j), i < j, by position in the pT-ordered list
+            evt_a = o1["evt"][a]
+            after = np.bincount(evt_a, minlength=n)[evt_a] - 1 - index_within_group(np.bincount(evt_a, minlength=n))
+            pa = np.repeat(np.arange(len(a)), after)
+            i1, i2 = a[pa], a[pa + 1 + index_within_group(after)]
         else:
-            m2 = self.leg_masks(channel, f2, objs[f2])
-            stages = [_np(ak.any(a, axis=1) & ak.any(b, axis=1), False, bool) for a, b in zip(m1, m2, strict=True)]
-            pairs = ak.cartesian({"l1": objs[f1][m1[-1]], "l2": objs[f2][m2[-1]]}, axis=1)
-        deta = pairs.l1.eta - pairs.l2.eta
-        dphi = _dphi(pairs.l1.phi, pairs.l2.phi)
+            m2 = self.leg_masks(channel, f2, o2)
+            stages = [
+                (np.bincount(o1["evt"][x], minlength=n) > 0) & (np.bincount(o2["evt"][y], minlength=n) > 0)
+                for x, y in zip(m1, m2, strict=True)
+            ]
+            # ak.cartesian order: leg 1 by position, then leg 2 by position
+            b = np.flatnonzero(m2[-1])
+            pa, pb = pairs_within_event(o1["evt"][a], o2["evt"][b], n)
+            i1, i2 = a[pa], b[pb]
+        deta = o1["eta"][i1] - o2["eta"][i2]
+        dphi = _dphi(o1["phi"][i1], o2["phi"][i2])
         dr_min = s.em_pair_dr_min if channel == "em" else s.pair_dr_min
         ok = np.sqrt(deta**2 + dphi**2) > dr_min
         if channel == "em":
-            ok = ok & (np.maximum(pairs.l1.pt, pairs.l2.pt) > s.em_lead_pt_min)
-        best = ak.firsts(pairs[ok], axis=1)
-        stages.append(_np(~ak.is_none(best), False, bool))
-        stages.append(_np(best.l1.charge * best.l2.charge < 0, False, bool))
-        idx1 = _np(best.l1.idx, -1, np.int64)
-        idx2 = _np(best.l2.idx, -1, np.int64)
-        extra = None
+            ok = ok & (np.maximum(o1["pt"][i1], o2["pt"][i2]) > s.em_lead_pt_min)
+        i1, i2 = i1[ok], i2[ok]
+        first = _first_per_event(o1["evt"][i1])
+        i1, i2 = i1[first], i2[first]
+        evt = o1["evt"][i1]
+        has_pair = np.zeros(n, dtype=bool)
+        has_pair[evt] = True
+        stages.append(has_pair)
+        opposite = np.zeros(n, dtype=bool)
+        opposite[evt] = o1["charge"][i1] * o2["charge"][i2] < 0
+        stages.append(opposite)
+        idx1 = np.full(n, -1, dtype=np.int64)
+        idx2 = np.full(n, -1, dtype=np.int64)
+        idx1[evt] = o1["idx"][i1]
+        idx2[evt] = o2["idx"][i2]
+        extra = np.zeros(n, dtype=np.int64)
         for flavour in ("e", "mu"):
-            own = np.full(len(idx1), -1, dtype=np.int64)
+            own = np.full(n, -1, dtype=np.int64)
             if f1 == flavour:
                 own = idx1
             elif f2 == flavour:
                 own = idx2
             obj = objs[flavour]
-            n = ak.sum(obj.veto & (obj.idx != own), axis=1)
-            extra = n if extra is None else extra + n
-        stages.append(_np(extra == 0, False, bool))
+            extra += np.bincount(obj["evt"][obj["veto"] & (obj["idx"] != own[obj["evt"]])], minlength=n)
+        stages.append(extra == 0)
         cumulative = []
-        alive = np.ones(len(idx1), dtype=bool)
+        alive = np.ones(n, dtype=bool)
         for stage in stages:
             alive = alive & stage
             cumulative.append(alive)
@@ -539,6 +699,8 @@ class DitauProcessor(ProcessorABC):
 
     def _leg_columns(self, events: Any, flavour: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
         """Columns of one leg given its per-event flavour code (0 e, 1 mu, 2 tau, -1 none) and local index."""
+        chunk = _chunk(events)
+        events = chunk.events
         n = len(index)
         out: dict[str, np.ndarray] = {
             "pt": np.full(n, np.nan),
@@ -558,68 +720,87 @@ class DitauProcessor(ProcessorABC):
             if not mine.any():
                 continue
             idx = np.where(mine, index, -1)
-            coll = events[_COLLECTIONS[name]]
+            coll = _COLLECTIONS[name]
+            truth = "genPartFlav" in events[coll].fields and "genPartIdx" in events[coll].fields
+            fields = ("pt", "eta", "phi", "mass", "charge", "decayMode") if name == "tau" else ("pt", "eta", "phi", "mass", "charge")
+            counts, c = chunk.collection(coll, (*fields, *(("genPartFlav", "genPartIdx") if truth else ())))
             for f in ("pt", "eta", "phi", "mass"):
-                out[f] = np.where(mine, _take(coll[f], idx), out[f])
-            out["charge"] = np.where(mine, _take(coll.charge, idx, 0, np.int32), out["charge"])
+                out[f] = np.where(mine, _take(counts, c[f], idx), out[f])
+            out["charge"] = np.where(mine, _take(counts, c["charge"], idx, 0, np.int32), out["charge"])
             out["type"] = np.where(mine, LEG_TYPES[name], out["type"])
             if name == "tau":
-                out["decay_mode"] = np.where(mine, _take(coll.decayMode, idx, -1, np.int32), out["decay_mode"])
-            if "genPartFlav" in coll.fields and "genPartIdx" in coll.fields:
-                flav = _take(coll.genPartFlav, idx, -1, np.int32)
-                gidx = _take(coll.genPartIdx, idx, -1, np.int64)
+                out["decay_mode"] = np.where(mine, _take(counts, c["decayMode"], idx, -1, np.int32), out["decay_mode"])
+            if truth:
+                flav = _take(counts, c["genPartFlav"], idx, -1, np.int32)
+                gidx = _take(counts, c["genPartIdx"], idx, -1, np.int64)
                 out["gen_flav"] = np.where(mine, flav, out["gen_flav"])
                 if name == "tau":
                     vis = flav == 5
                     if has_genvistau:
+                        v_counts, v = chunk.collection("GenVisTau", ("pt",))
                         out["gen_pt"] = np.where(
-                            mine & vis, _take(events.GenVisTau.pt, np.where(vis, gidx, -1)), out["gen_pt"]
+                            mine & vis, _take(v_counts, v["pt"], np.where(vis, gidx, -1)), out["gen_pt"]
                         )
                     lep = (flav >= 1) & (flav <= 4)
                     if has_genpart:
+                        g_counts, g = chunk.collection("GenPart", ("pt",))
                         out["gen_pt"] = np.where(
-                            mine & lep, _take(events.GenPart.pt, np.where(lep, gidx, -1)), out["gen_pt"]
+                            mine & lep, _take(g_counts, g["pt"], np.where(lep, gidx, -1)), out["gen_pt"]
                         )
                 elif has_genpart:
-                    out["gen_pt"] = np.where(mine, _take(events.GenPart.pt, gidx), out["gen_pt"])
+                    g_counts, g = chunk.collection("GenPart", ("pt",))
+                    out["gen_pt"] = np.where(mine, _take(g_counts, g["pt"], gidx), out["gen_pt"])
         return out
 
     def _jets(self, events: Any, legs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Selected jets, cleaned against both legs: counts, two leading, and the sum of the rest."""
         s = self.selection
-        j = events.Jet
-        jets = ak.zip({"pt": _f64(j.pt), "eta": _f64(j.eta), "phi": _f64(j.phi), "mass": _f64(j.mass)})
-        mask = (jets.pt > s.jet_pt_min) & (abs(jets.eta) < s.jet_abs_eta_max)
-        mask = mask & ((_i64(j.jetId) & s.jet_id_mask) == s.jet_id_mask)
+        chunk = _chunk(events)
+        counts, j = chunk.collection("Jet", ("pt", "eta", "phi", "mass", "jetId"))
+        n = len(counts)
+        evt = _events_of(counts)
+        pt, eta, phi, mass = (j[f].astype(np.float64) for f in ("pt", "eta", "phi", "mass"))
+        mask = (pt > s.jet_pt_min) & (np.abs(eta) < s.jet_abs_eta_max)
+        mask = mask & ((j["jetId"].astype(np.int64) & s.jet_id_mask) == s.jet_id_mask)
         for leg in ("leg1", "leg2"):
-            dr = np.sqrt((jets.eta - legs[f"{leg}_eta"]) ** 2 + _dphi(jets.phi, legs[f"{leg}_phi"]) ** 2)
+            dr = np.sqrt((eta - legs[f"{leg}_eta"][evt]) ** 2 + _dphi(phi, legs[f"{leg}_phi"][evt]) ** 2)
             mask = mask & (dr > s.jet_leg_dr_min)
-        jets = jets[mask]
-        jets = jets[ak.argsort(jets.pt, axis=1, ascending=False, stable=True)]
-        out: dict[str, np.ndarray] = {"njets": _np(ak.num(jets, axis=1), 0, np.int32)}
+        keep = np.flatnonzero(mask)
+        keep = keep[np.lexsort((-pt[keep], evt[keep]))]  # stable: equal pT keep their input order
+        jevt = evt[keep]
+        njets = np.bincount(jevt, minlength=n)
+        rank = index_within_group(njets)
+        out: dict[str, np.ndarray] = {"njets": njets.astype(np.int32)}
         for k, name in ((0, "jet1"), (1, "jet2")):
-            nth = ak.pad_none(jets, k + 1, axis=1, clip=True)[:, k]
-            for f in ("pt", "eta", "phi", "mass"):
-                out[f"{name}_{f}"] = _np(nth[f], np.nan, np.float64)
-        rest = jets[:, 2:]
-        out["aha_px"] = _np(ak.sum(rest.pt * np.cos(rest.phi), axis=1), 0.0, np.float64)
-        out["aha_py"] = _np(ak.sum(rest.pt * np.sin(rest.phi), axis=1), 0.0, np.float64)
-        out["aha_pz"] = _np(ak.sum(rest.pt * np.sinh(rest.eta), axis=1), 0.0, np.float64)
-        out["aha_njets"] = _np(ak.num(rest, axis=1), 0, np.int32)
+            pick = rank == k
+            for f, values in (("pt", pt), ("eta", eta), ("phi", phi), ("mass", mass)):
+                column = np.full(n, np.nan)
+                column[jevt[pick]] = values[keep[pick]]
+                out[f"{name}_{f}"] = column
+        rest = keep[rank >= 2]
+        revt = evt[rest]
+        out["aha_px"] = np.bincount(revt, weights=pt[rest] * np.cos(phi[rest]), minlength=n)
+        out["aha_py"] = np.bincount(revt, weights=pt[rest] * np.sin(phi[rest]), minlength=n)
+        out["aha_pz"] = np.bincount(revt, weights=pt[rest] * np.sinh(eta[rest]), minlength=n)
+        out["aha_njets"] = np.bincount(revt, minlength=n).astype(np.int32)
         return out
 
     def _truth(self, events: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mass and pT of the resonance (first of ``resonance_pdg_ids`` present, last copy); NaN without."""
-        n = len(events)
+        chunk = _chunk(events)
+        n = chunk.n_events
         mass, pt = np.full(n, np.nan), np.full(n, np.nan)
-        if "GenPart" not in events.fields:
+        if "GenPart" not in chunk.events.fields:
             return mass, pt
-        gp = events.GenPart
-        last = (_i64(gp.statusFlags) & FLAG_LAST_COPY) != 0
+        counts, g = chunk.collection("GenPart", ("pdgId", "statusFlags", "mass", "pt"))
+        evt = _events_of(counts)
+        last = (g["statusFlags"].astype(np.int64) & FLAG_LAST_COPY) != 0
         for pdg in reversed(self.selection.resonance_pdg_ids):
-            chosen = gp[last & (gp.pdgId == pdg)]
-            m = _np(ak.firsts(_f64(chosen.mass), axis=1), np.nan, np.float64)
-            p = _np(ak.firsts(_f64(chosen.pt), axis=1), np.nan, np.float64)
+            chosen = np.flatnonzero(last & (g["pdgId"] == pdg))
+            chosen = chosen[_first_per_event(evt[chosen])]
+            m, p = np.full(n, np.nan), np.full(n, np.nan)
+            m[evt[chosen]] = g["mass"][chosen]
+            p[evt[chosen]] = g["pt"][chosen]
             found = ~np.isnan(m)
             mass, pt = np.where(found, m, mass), np.where(found, p, pt)
         return mass, pt
@@ -629,7 +810,9 @@ class DitauProcessor(ProcessorABC):
     def process(self, events: Any) -> dict[str, Any]:
         """Select one chunk: its cutflow entry (with per-channel counts) and the columns of the selected events."""
         weights = event_weights(events)
-        objs = self.objects(events)
+        chunk = _Chunk(events)
+        chunk.prefetch(self.selection.branches() if self.cutflow_only else self._read_branches())
+        objs = self.objects(chunk)
         results = {ch: self.channel(ch, objs) for ch in CHANNELS}
         masks = {cut: np.logical_or.reduce([results[ch][0][k] for ch in CHANNELS]) for k, cut in enumerate(CUTS)}
         selection = self.cutflow.selection(masks)
@@ -644,11 +827,16 @@ class DitauProcessor(ProcessorABC):
             entry[f"channel:{ch}"] = {"raw": int(mine.sum()), "weighted": math.fsum(weights[mine].tolist())}
 
         if self.cutflow_only:
-            chunk = chunk_columns(events, {})
+            out = chunk_columns(events, {})
         else:
-            chunk = chunk_columns(events, self._columns(events, weights, results, channel, passed))
-        (key,) = chunk
-        return {"cutflow": {key: entry}, "columns": chunk}
+            out = chunk_columns(events, self._columns(chunk, weights, results, channel, passed))
+        (key,) = out
+        return {"cutflow": {key: entry}, "columns": out}
+
+    def _read_branches(self) -> tuple[str, ...]:
+        """Every branch the full skim of a chunk reads: selection, columns and (where present) truth."""
+        columns = [b for b in COLUMN_BRANCHES if b not in ("PV_x", "PV_y", "PV_z")]  # only for coffea's PV record
+        return tuple(dict.fromkeys((*self.selection.branches(), *columns, *TRUTH_BRANCHES)))
 
     def _columns(
         self,
@@ -659,34 +847,32 @@ class DitauProcessor(ProcessorABC):
         passed: np.ndarray,
     ) -> dict[str, np.ndarray]:
         codes = {"e": 0, "mu": 1, "tau": 2}
-        sel = events[passed]
-        ch = channel[passed]
+        chunk = _chunk(events)
+        # the per-event helpers run on the whole chunk (numpy: no cost worth a selection first); rows are cut at the end
         columns: dict[str, np.ndarray] = {
-            "event": ak.to_numpy(sel.event).astype(np.uint64),
-            "genWeight": weights[passed],
-            "channel": ch,
+            "event": chunk.scalar("event").astype(np.uint64),
+            "genWeight": weights,
+            "channel": channel,
         }
         legs: dict[str, np.ndarray] = {}
         for pos in (1, 2):
-            flavour = np.full(len(ch), -1, dtype=np.int64)
-            index = np.full(len(ch), -1, dtype=np.int64)
+            flavour = np.full(len(channel), -1, dtype=np.int64)
+            index = np.full(len(channel), -1, dtype=np.int64)
             for code, name in enumerate(CHANNELS):
-                mine = ch == code
+                mine = channel == code
                 flavour = np.where(mine, codes[LEG_FLAVOURS[name][pos - 1]], flavour)
-                index = np.where(mine, results[name][pos][passed], index)
-            for f, values in self._leg_columns(sel, flavour, index).items():
+                index = np.where(mine, results[name][pos], index)
+            for f, values in self._leg_columns(events, flavour, index).items():
                 legs[f"leg{pos}_{f}"] = values
         columns.update(legs)
-        met = sel.MET
-        columns["met_pt"] = ak.to_numpy(met.pt).astype(np.float64)
-        columns["met_phi"] = ak.to_numpy(met.phi).astype(np.float64)
-        for f in ("covXX", "covXY", "covYY", "significance"):
-            columns[f"met_{f}"] = ak.to_numpy(met[f]).astype(np.float64)
-        columns.update(self._jets(sel, legs))
-        columns["npvs"] = ak.to_numpy(sel.PV.npvs).astype(np.int32)
-        columns["npvs_good"] = ak.to_numpy(sel.PV.npvsGood).astype(np.int32)
-        columns["m_true"], columns["pt_true"] = self._truth(sel)
-        return {c: columns[c] for c in COLUMNS}
+        for f in ("pt", "phi", "covXX", "covXY", "covYY", "significance"):
+            columns[f"met_{f}"] = chunk.scalar("MET", f).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # events without legs (dropped below) have NaN leg angles
+            columns.update(self._jets(events, legs))
+        columns["npvs"] = chunk.scalar("PV", "npvs").astype(np.int32)
+        columns["npvs_good"] = chunk.scalar("PV", "npvsGood").astype(np.int32)
+        columns["m_true"], columns["pt_true"] = self._truth(events)
+        return {c: columns[c][passed] for c in COLUMNS}
 
     def postprocess(self, accumulator: Any) -> Any:
         """Nothing to do: merging is done by :func:`run_ditau_skim`."""

@@ -76,7 +76,15 @@ from ..detector.tune import NOMINAL
 from ..errors import ConfigError, InputFileError
 from ..features.electrons import M_Z, N_CELLS, truth_energy, z_constraint_energy
 from ..features.vh import four_momentum, invariant_mass
-from .common import ColumnSpec, Cutflow, SelectionConfig, chunk_columns, columns_to_arrays, event_weights, run_processor
+from .common import (
+    ColumnSpec,
+    Cutflow,
+    SelectionConfig,
+    chunk_columns,
+    columns_to_arrays,
+    event_weights,
+    run_processor,
+)
 
 STAGE = "electrons skim"
 
@@ -114,6 +122,12 @@ N_TRACKS_DEFAULT = 10
 #: The cell order of every probe: layer, local eta, local phi of each of the 310 cells.
 LAYOUT = cell_layout(NOMINAL)
 _NPHI = np.asarray(NOMINAL.cells_nphi, dtype=np.int64)
+# LAYOUT per cell in int32 (the order check runs on int32 copies of the int16 / uint8 cell branches)
+_FIRST = LAYOUT.offsets[:-1][LAYOUT.layer]  # first cell of each cell's layer
+_LAYER = LAYOUT.layer.astype(np.int32)
+_LOCAL_ETA = LAYOUT.local_eta.astype(np.int32)
+_LOCAL_PHI = LAYOUT.local_phi.astype(np.int32)
+_CELL_NPHI = _NPHI[LAYOUT.layer].astype(np.int32)
 
 _INT_CLUSTER = {f for f, (_, dtype, _) in ELECTRON_NANOAOD.items() if dtype.startswith("int")}
 _TRACK_DTYPES = {
@@ -203,13 +217,30 @@ def _np(x: Any, dtype: Any) -> np.ndarray:
     return np.asarray(ak.to_numpy(x), dtype=dtype)
 
 
-def _flat(x: Any, dtype: Any) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.flatten(x, axis=1)), dtype=dtype)
-
-
 def _filename(events: Any) -> str:
     meta = getattr(events, "metadata", None) or {}
     return str(meta.get("filename", "input file"))
+
+
+#: Electron fields the selection reads (all in :data:`BRANCHES`).
+_SELECTION_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "charge", "cutBased")
+
+
+def _f64(x: Any) -> Any:
+    """Flat numpy fields in float64 (awkward compares float32 branches with Python floats in float64)."""
+    return x.astype(np.float64) if isinstance(x, np.ndarray) else x
+
+
+def _flat_fields(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`~hepchain.skim.common.flat_fields` with one projection and one flatten for all ``fields`` (same arrays)."""
+    counts = ak.to_numpy(ak.num(collection, axis=1)).astype(np.int64)
+    flat = ak.flatten(collection[list(fields)], axis=1)
+    return counts, {f: ak.to_numpy(flat[f]) for f in fields}
+
+
+def _exact_int(x: np.ndarray) -> np.ndarray:
+    """Integer copy for the order check: int32 for branches of at most 16 bits (differences cannot overflow), else int64."""
+    return x.astype(np.int32 if x.dtype.kind in "iub" and x.dtype.itemsize <= 2 else np.int64)
 
 
 class ZeeProcessor(ProcessorABC):
@@ -221,49 +252,54 @@ class ZeeProcessor(ProcessorABC):
         self.cutflow = Cutflow(CUTS)
         self.columns = column_spec(self.selection.n_tracks)
 
-    def electron_mask(self, electrons: Any) -> ak.Array:
-        """Electrons passing the object selection (pT, |eta|, optional crack veto, loose ID)."""
+    def electron_mask(self, electrons: Any) -> Any:
+        """Electrons passing the object selection (pT, |eta|, optional crack veto, loose ID).
+
+        ``electrons``: the Electron collection, or a mapping of its flat numpy fields.
+        """
         s = self.selection
-        abs_eta = abs(electrons.eta)
+        abs_eta = abs(_f64(electrons["eta"]))
         mask = (
-            (electrons.pt > s.electron_pt_min)
+            (_f64(electrons["pt"]) > s.electron_pt_min)
             & (abs_eta < s.electron_abs_eta_max)
-            & (electrons.cutBased >= s.electron_cut_based_min)
+            & (electrons["cutBased"] >= s.electron_cut_based_min)
         )
         if s.crack_veto:
             mask = mask & ~((abs_eta > s.crack_min) & (abs_eta < s.crack_max))
         return mask
 
-    def is_tag(self, electrons: Any) -> ak.Array:
-        """Selected electrons that may tag the other one (tighter ID and pT)."""
+    def is_tag(self, electrons: Any) -> Any:
+        """Selected electrons that may tag the other one (tighter ID and pT); same inputs as :meth:`electron_mask`."""
         s = self.selection
-        return (electrons.cutBased >= s.tag_cut_based_min) & (electrons.pt > s.tag_pt_min)
+        return (electrons["cutBased"] >= s.tag_cut_based_min) & (_f64(electrons["pt"]) > s.tag_pt_min)
 
     def process(self, events: Any) -> dict[str, Any]:
         """Select one chunk: its cutflow entry and the columns of the probes of the events passing every cut."""
         s = self.selection
+        n = len(events)
         weights = event_weights(events)
-        ele = events.Electron
-        index = ak.local_index(ele.pt, axis=1)
-        sel = self.electron_mask(ele)
-        n_sel = _np(ak.sum(sel, axis=1), np.int64)
-        two = n_sel == 2
-        # the two selected electrons of events with exactly two (dummy zeros elsewhere)
-        idx = ak.to_numpy(ak.fill_none(ak.pad_none(index[sel], 2, axis=1, clip=True), 0)).astype(np.int64)
-        n_ele = _np(ak.num(ele.pt, axis=1), np.int64)
+        # flat numpy fields, read once; awkward only to read them
+        fields = _SELECTION_FIELDS if self.cutflow_only else (*_SELECTION_FIELDS, *CLUSTER_FIELDS)
+        n_ele, ele = _flat_fields(events.Electron, fields)
         offsets = np.cumsum(n_ele) - n_ele
-        gidx = offsets[:, None] + idx  # flat electron index of the pair
-        flat = {f: _flat(ele[f], np.float64) for f in ("pt", "eta", "phi", "mass")}
-        flat_charge = _flat(ele.charge, np.int64)
-        flat_tag = _flat(self.is_tag(ele), bool)
-        if flat_charge.size:
-            pair = {f: np.where(two[:, None], v[np.where(two[:, None], gidx, 0)], 0.0) for f, v in flat.items()}
-            charge = np.where(two[:, None], flat_charge[np.where(two[:, None], gidx, 0)], 0)
-            tag = two[:, None] & flat_tag[np.where(two[:, None], gidx, 0)]
-        else:  # a chunk without any electron
-            pair = {f: np.zeros((len(n_ele), 2)) for f in flat}
-            charge = np.zeros((len(n_ele), 2), dtype=np.int64)
-            tag = np.zeros((len(n_ele), 2), dtype=bool)
+        sel_g = np.flatnonzero(self.electron_mask(ele))  # flat indices of the selected electrons
+        n_sel = np.bincount(np.repeat(np.arange(n), n_ele)[sel_g], minlength=n)
+        two = n_sel == 2
+        # flat indices of the two selected electrons of events with exactly two (zeros elsewhere)
+        first = (np.cumsum(n_sel) - n_sel)[two]
+        gidx = np.zeros((n, 2), dtype=np.int64)
+        gidx[two, 0] = sel_g[first]
+        gidx[two, 1] = sel_g[first + 1]
+        pick = gidx[two]
+        pair = {}
+        for f in ("pt", "eta", "phi", "mass"):
+            v = np.zeros((n, 2))
+            v[two] = ele[f][pick]
+            pair[f] = v
+        charge = np.zeros((n, 2), dtype=np.int64)
+        charge[two] = ele["charge"][pick]
+        tag = np.zeros((n, 2), dtype=bool)
+        tag[two] = self.is_tag(ele)[pick]
         m_ee = invariant_mass(
             four_momentum(pair["pt"][:, 0], pair["eta"][:, 0], pair["phi"][:, 0], pair["mass"][:, 0]),
             four_momentum(pair["pt"][:, 1], pair["eta"][:, 1], pair["phi"][:, 1], pair["mass"][:, 1]),
@@ -288,7 +324,7 @@ class ZeeProcessor(ProcessorABC):
         probe_g = gidx[row_evt, row_j]
         tag_g = gidx[row_evt, 1 - row_j]
         try:
-            columns = self._columns(events, weights, row_evt, probe_g, tag_g, n_ele, m_ee)
+            columns = self._columns(events, weights, ele, row_evt, probe_g, tag_g, n_ele, offsets, m_ee)
         except InputFileError as exc:
             # reported by run_electrons_skim: an exception here would be retried and wrapped by coffea
             chunk = chunk_columns(events, {})
@@ -302,18 +338,19 @@ class ZeeProcessor(ProcessorABC):
         self,
         events: Any,
         weights: np.ndarray,
+        ele: dict[str, np.ndarray],
         row_evt: np.ndarray,
         probe_g: np.ndarray,
         tag_g: np.ndarray,
         n_ele: np.ndarray,
+        offsets: np.ndarray,
         m_ee: np.ndarray,
     ) -> dict[str, np.ndarray]:
         s = self.selection
-        ele = events.Electron
-        offsets = np.cumsum(n_ele) - n_ele
+        event = _np(events.event, np.uint64)
         probe_idx = probe_g - offsets[row_evt]
         columns: dict[str, np.ndarray] = {
-            "event": _np(events.event, np.uint64)[row_evt],
+            "event": event[row_evt],
             "genWeight": weights[row_evt],
             "m_ee": m_ee[row_evt],
             "label_window": (m_ee[row_evt] > s.label_m_ee_min) & (m_ee[row_evt] < s.label_m_ee_max),
@@ -321,13 +358,12 @@ class ZeeProcessor(ProcessorABC):
             "tag_idx": (tag_g - offsets[row_evt]).astype(np.int32),
         }
         for f in ("pt", "eta", "phi"):
-            values = _flat(ele[f], np.float64)
-            columns[f"tag_{f}"] = values[tag_g]
-            columns[f"probe_{f}"] = values[probe_g]
-        columns["probe_charge"] = _flat(ele.charge, np.int32)[probe_g]
-        columns["probe_cutBased"] = _flat(ele.cutBased, np.int32)[probe_g]
+            columns[f"tag_{f}"] = ele[f][tag_g].astype(np.float64)
+            columns[f"probe_{f}"] = ele[f][probe_g].astype(np.float64)
+        columns["probe_charge"] = ele["charge"][probe_g].astype(np.int32)
+        columns["probe_cutBased"] = ele["cutBased"][probe_g].astype(np.int32)
         for f in CLUSTER_FIELDS:
-            columns[f"probe_{f}"] = _flat(ele[f], np.float64)[probe_g]
+            columns[f"probe_{f}"] = ele[f][probe_g].astype(np.float64)
         columns["PV_npvs"] = _np(events.PV.npvs, np.int32)[row_evt]
         pileup = events.Pileup if "Pileup" in events.fields else None
         has_true = pileup is not None and "nTrueInt" in pileup.fields
@@ -340,8 +376,8 @@ class ZeeProcessor(ProcessorABC):
         columns["probe_energy_zlabel"] = z_constraint_energy(
             columns["tag_pt"], columns["tag_eta"], columns["tag_phi"], columns["probe_eta"], columns["probe_phi"], s.m_z
         )
-        columns.update(self._cells(events, row_evt, probe_idx, probe_g, n_ele))
-        columns.update(self._tracks(events, probe_g, n_ele))
+        columns.update(self._cells(events, event, row_evt, probe_idx, probe_g, n_ele, offsets))
+        columns.update(self._tracks(events, probe_g, n_ele, offsets))
         return columns
 
     @staticmethod
@@ -349,94 +385,112 @@ class ZeeProcessor(ProcessorABC):
         """Energy of the GenPart matched to each probe (``Electron_genPartIdx``); NaN if unmatched or no GenPart."""
         out = np.full(len(row_evt), np.nan)
         ele = events.Electron
-        if "genPartIdx" not in ele.fields or "GenPart" not in events.fields:
+        if not len(row_evt) or "genPartIdx" not in ele.fields or "GenPart" not in events.fields:
             return out
-        gen = events.GenPart
-        gen_idx = _flat(ele.genPartIdx, np.int64)[probe_g]
-        n_gen = _np(ak.num(gen.pt, axis=1), np.int64)
+        _, idx = _flat_fields(ele, ("genPartIdx",))
+        gen_idx = idx["genPartIdx"][probe_g].astype(np.int64)
+        n_gen, gen = _flat_fields(events.GenPart, ("pt", "eta", "mass"))
         gen_offsets = np.cumsum(n_gen) - n_gen
         ok = (gen_idx >= 0) & (gen_idx < n_gen[row_evt])
         g = np.where(ok, gen_offsets[row_evt] + gen_idx, 0)
         if ok.any():
             energy = truth_energy(
-                _flat(gen.pt, np.float64)[g], _flat(gen.eta, np.float64)[g], _flat(gen.mass, np.float64)[g]
+                gen["pt"][g].astype(np.float64), gen["eta"][g].astype(np.float64), gen["mass"][g].astype(np.float64)
             )
             out = np.where(ok, energy, np.nan)
         return out
 
     @staticmethod
-    def _group(collection: Any, n_ele: np.ndarray, source: str, name: str) -> tuple[np.ndarray, ...]:
-        """Group a per-electron collection by electron (vectorised).
+    def _group(
+        counts: np.ndarray,
+        local: np.ndarray,
+        n_ele: np.ndarray,
+        offsets: np.ndarray,
+        probe_g: np.ndarray,
+        source: str,
+        name: str,
+    ) -> tuple[np.ndarray, ...]:
+        """Group the entries of a per-electron collection that belong to the probes (vectorised).
 
-        Returns ``(order, key, rank, n_per)``: the stable permutation that sorts
-        the flat entries by electron, the flat electron index (``key``, Electron
-        offset of the event + ``electronIdx``) and the rank within the electron
-        of each sorted entry, and the number of entries of every electron.
+        ``counts``: entries per event; ``local``: their flat ``electronIdx``
+        (checked for every entry); ``probe_g``: the flat Electron index of each
+        row (probe).  Returns ``(src, run_row, run_len, n_per)``: the flat
+        indices of the probes' entries ordered by row, then flat position; the
+        row and length of each run of consecutive ``src`` entries (runs: equal
+        ``electronIdx`` within an event, one per electron when the entries are
+        grouped, as written, so the per-entry work is a few passes over
+        ``local``); the number of entries of every row.
         """
-        offsets = np.cumsum(n_ele) - n_ele
-        n_total = int(n_ele.sum())
-        counts = _np(ak.num(collection.electronIdx, axis=1), np.int64)
-        evt = np.repeat(np.arange(len(counts)), counts)
-        local = _flat(collection.electronIdx, np.int64)
-        n_local = n_ele[evt]
-        bad = (local < 0) | (local >= n_local)
-        if bad.any():
-            first = int(np.argmax(bad))
-            raise InputFileError(
-                f"{source}: {name}_electronIdx = {int(local[first])} in entry {int(evt[first])} of the chunk does not "
-                f"point to an electron of the event ({int(n_local[first])} electrons)"
-            )
-        key = offsets[evt] + local
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        n_per = np.bincount(key, minlength=n_total)
-        starts = np.concatenate([[0], np.cumsum(n_per)[:-1]])
-        rank = np.arange(len(key)) - starts[sorted_key]
-        return order, sorted_key, rank, n_per
+        n_entries = len(local)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        filled = np.flatnonzero(counts)
+        if len(filled):  # per-event extremes: an entry is bad if it lies outside [0, electrons of its event)
+            low = np.minimum.reduceat(local, starts[filled])
+            high = np.maximum.reduceat(local, starts[filled])
+            bad_evt = filled[(low < 0) | (high >= n_ele[filled])]
+            if len(bad_evt):
+                evt = int(bad_evt[0])
+                entries = local[starts[evt] : ends[evt]]
+                first = int(np.argmax((entries < 0) | (entries >= n_ele[evt])))
+                raise InputFileError(
+                    f"{source}: {name}_electronIdx = {int(entries[first])} in entry {evt} of the chunk does not "
+                    f"point to an electron of the event ({int(n_ele[evt])} electrons)"
+                )
+        n_rows = len(probe_g)
+        row_of = np.full(int(n_ele.sum()), -1, dtype=np.int64)
+        row_of[probe_g] = np.arange(n_rows)
+        # runs: maximal stretches of one electronIdx within one event
+        brk = np.ones(n_entries, dtype=bool)
+        np.not_equal(local[1:], local[:-1], out=brk[1:])
+        brk[starts[filled]] = True
+        run_start = np.flatnonzero(brk)
+        run_len = np.diff(np.append(run_start, n_entries))
+        run_evt = np.searchsorted(ends, run_start, side="right")
+        run_row = row_of[offsets[run_evt] + local[run_start]]
+        runs = np.flatnonzero(run_row >= 0)
+        runs = runs[np.argsort(run_row[runs], kind="stable")]  # by row, then flat position
+        run_start, run_len, run_row = run_start[runs], run_len[runs], run_row[runs]
+        n_per = np.bincount(run_row, weights=run_len, minlength=n_rows).astype(np.int64)
+        src = np.repeat(run_start - (np.cumsum(run_len) - run_len), run_len) + np.arange(int(run_len.sum()))
+        return src, run_row, run_len, n_per
 
     def _cells(
-        self, events: Any, row_evt: np.ndarray, probe_idx: np.ndarray, probe_g: np.ndarray, n_ele: np.ndarray
+        self,
+        events: Any,
+        event: np.ndarray,
+        row_evt: np.ndarray,
+        probe_idx: np.ndarray,
+        probe_g: np.ndarray,
+        n_ele: np.ndarray,
+        offsets: np.ndarray,
     ) -> dict[str, np.ndarray]:
         """The probes' 310-cell images (energy, time), checked against the documented layout."""
         source = _filename(events)
         n_rows = len(probe_g)
-        cells = events.EleCell
-        order, key, rank, n_per = self._group(cells, n_ele, source, "EleCell")
-        count = n_per[probe_g]
+        counts, cells = _flat_fields(events.EleCell, CELL_FIELDS)
+        src, _, _, count = self._group(counts, cells["electronIdx"], n_ele, offsets, probe_g, source, "EleCell")
         wrong = count != N_CELLS
         if wrong.any():
             r = int(np.argmax(wrong))
             raise InputFileError(
-                f"{source}: electron {int(probe_idx[r])} of event {int(_np(events.event, np.uint64)[row_evt[r]])} has "
+                f"{source}: electron {int(probe_idx[r])} of event {int(event[row_evt[r]])} has "
                 f"{int(count[r])} EleCell cells, expected {N_CELLS} (presampler 7x3, strips 56x3, middle 7x11, "
                 "back 4x11; hepchain.detector.calo_images)"
             )
-        row_of = np.full(int(n_ele.sum()), -1, dtype=np.int64)
-        row_of[probe_g] = np.arange(n_rows)
-        r = row_of[key]
-        keep = r >= 0
-        dest = (r[keep], rank[keep])
-        src = order[keep]
-        out: dict[str, np.ndarray] = {}
-        for f, dtype in (
-            ("e", np.float32),
-            ("t", np.float32),
-            ("layer", np.int64),
-            ("ieta", np.int64),
-            ("iphi", np.int64),
-        ):
-            dense = np.zeros((n_rows, N_CELLS), dtype=dtype)
-            dense[dest] = _flat(cells[f], dtype)[src]
-            out[f] = dense
-        self._check_order(out["layer"], out["ieta"], out["iphi"], events, row_evt, probe_idx, source)
-        return {"cell_e": out["e"], "cell_t": out["t"]}
+        # every row has exactly N_CELLS entries, sorted by row: a plain reshape
+        out = {f: cells[f][src].reshape(n_rows, N_CELLS) for f in CELL_FIELDS if f != "electronIdx"}
+        self._check_order(
+            *(_exact_int(out[f]) for f in ("layer", "ieta", "iphi")), event, row_evt, probe_idx, source
+        )
+        return {"cell_e": out["e"].astype(np.float32, copy=False), "cell_t": out["t"].astype(np.float32, copy=False)}
 
     @staticmethod
     def _check_order(
         layer: np.ndarray,
         ieta: np.ndarray,
         iphi: np.ndarray,
-        events: Any,
+        event: np.ndarray,
         row_evt: np.ndarray,
         probe_idx: np.ndarray,
         source: str,
@@ -444,37 +498,36 @@ class ZeeProcessor(ProcessorABC):
         """Raise unless every row's cells follow LAYOUT: layer-major, then eta, then phi (phi wraps around)."""
         if not len(layer):
             return
-        first = LAYOUT.offsets[:-1][LAYOUT.layer]  # first cell of each cell's layer
-        ok = layer == LAYOUT.layer[None, :]
-        ok &= (ieta - ieta[:, first]) == LAYOUT.local_eta[None, :]
-        nphi = _NPHI[LAYOUT.layer][None, :]
-        ok &= np.mod(iphi - iphi[:, first], nphi) == LAYOUT.local_phi[None, :]
+        ok = layer == _LAYER
+        ok &= (ieta - ieta[:, _FIRST]) == _LOCAL_ETA
+        ok &= np.mod(iphi - iphi[:, _FIRST], _CELL_NPHI) == _LOCAL_PHI
         if not ok.all():
             r, c = (int(v) for v in np.argwhere(~ok)[0])
             raise InputFileError(
                 f"{source}: EleCell cells of electron {int(probe_idx[r])} of event "
-                f"{int(_np(events.event, np.uint64)[row_evt[r]])} are not in the documented order (layer, then ieta, "
+                f"{int(event[row_evt[r]])} are not in the documented order (layer, then ieta, "
                 f"then iphi; presampler 7x3, strips 56x3, middle 7x11, back 4x11): cell {c} has layer {int(layer[r, c])}, "
                 f"ieta {int(ieta[r, c])}, iphi {int(iphi[r, c])}, expected layer {int(LAYOUT.layer[c])} at local "
                 f"(eta, phi) ({int(LAYOUT.local_eta[c])}, {int(LAYOUT.local_phi[c])})"
             )
 
-    def _tracks(self, events: Any, probe_g: np.ndarray, n_ele: np.ndarray) -> dict[str, np.ndarray]:
+    def _tracks(self, events: Any, probe_g: np.ndarray, n_ele: np.ndarray, offsets: np.ndarray) -> dict[str, np.ndarray]:
         """The first K EleTrack entries of each probe (own track first, then by dR, as stored) and the mask."""
         k = self.selection.n_tracks
         n_rows = len(probe_g)
-        tracks = events.EleTrack
-        order, key, rank, _ = self._group(tracks, n_ele, _filename(events), "EleTrack")
-        row_of = np.full(int(n_ele.sum()), -1, dtype=np.int64)
-        row_of[probe_g] = np.arange(n_rows)
-        r = row_of[key]
-        keep = (r >= 0) & (rank < k)
-        dest = (r[keep], rank[keep])
-        src = order[keep]
+        counts, tracks = _flat_fields(events.EleTrack, ("electronIdx", *_TRACK_DTYPES))
+        src, run_row, run_len, n_per = self._group(
+            counts, tracks["electronIdx"], n_ele, offsets, probe_g, _filename(events), "EleTrack"
+        )
+        row = np.repeat(run_row, run_len)
+        rank = np.arange(len(src)) - (np.cumsum(n_per) - n_per)[row]  # position within the row
+        keep = rank < k
+        dest = (row[keep], rank[keep])
+        src = src[keep]
         out: dict[str, np.ndarray] = {}
         for f, dtype in _TRACK_DTYPES.items():
             dense = np.zeros((n_rows, k), dtype=dtype)
-            dense[dest] = _flat(tracks[f], dtype)[src]
+            dense[dest] = tracks[f][src]
             out[f"track_{f}"] = dense
         mask = np.zeros((n_rows, k), dtype=bool)
         mask[dest] = True

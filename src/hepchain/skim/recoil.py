@@ -75,7 +75,7 @@ optional :data:`OPTIONAL_BRANCHES` (truth, genWeight).  With
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -83,6 +83,7 @@ import awkward as ak
 import numpy as np
 from coffea.processor import ProcessorABC
 
+from ..detector.particles import index_within_group
 from ..errors import ConfigError
 from ..features.recoil import N_PFOS, N_PFOS_SPLIT, transverse_mass
 from .common import (
@@ -92,7 +93,7 @@ from .common import (
     chunk_columns,
     columns_to_arrays,
     event_weights,
-    padded,
+    flat_fields,
     run_processor,
 )
 
@@ -215,54 +216,150 @@ def skim_columns(selection: RecoilSelection | None = None) -> dict[str, tuple[st
 COLUMNS: ColumnSpec = skim_columns()
 
 
-def _f64(x: Any) -> ak.Array:
-    return ak.values_astype(x, np.float64)
+def _column(x: Any) -> np.ndarray:
+    """A per-event branch as numpy, from its buffer where it is a plain array of numbers (skipping awkward's
+    per-call overhead), else through ``ak.to_numpy``."""
+    layout = getattr(x, "layout", None)
+    if isinstance(layout, ak.contents.NumpyArray):
+        values = np.asarray(layout.to_backend_array())
+        if values.ndim == 1:
+            return values
+    return np.asarray(ak.to_numpy(x))
 
 
-def _i64(x: Any) -> ak.Array:
-    return ak.values_astype(x, np.int64)
+def _np(x: Any, dtype: Any = np.float64, passed: np.ndarray | None = None) -> np.ndarray:
+    """A per-event branch as numpy ``dtype``; only the ``passed`` events when given."""
+    out = _column(x)
+    return (out if passed is None else out[passed]).astype(dtype)
 
 
-def _np(x: Any, dtype: Any = np.float64) -> np.ndarray:
-    return np.asarray(ak.to_numpy(x)).astype(dtype)
+def _flat_fields(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`~hepchain.skim.common.flat_fields`, taken straight from the buffers where the collection is a list
+    of records of flat numbers (as NanoEvents collections are), skipping awkward's per-call overhead."""
+    layout = getattr(collection, "layout", None)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.RecordArray):
+        record = layout.content
+        if all(f in record.fields for f in fields):
+            contents = [record.content(f) for f in fields]
+            if all(isinstance(c, ak.contents.NumpyArray) for c in contents):
+                offsets = np.asarray(layout.offsets.data).astype(np.int64)
+                start, stop = int(offsets[0]), int(offsets[-1])
+                flat = {f: np.asarray(c.to_backend_array())[start:stop] for f, c in zip(fields, contents, strict=True)}
+                if all(v.ndim == 1 for v in flat.values()):
+                    return np.diff(offsets), flat
+    return flat_fields(collection, fields)
 
 
-def _first(x: Any, fill: float = np.nan) -> np.ndarray:
-    """The first entry of each event's list as float64 numpy, ``fill`` where the list is empty."""
-    return np.asarray(ak.to_numpy(ak.fill_none(ak.firsts(_f64(x), axis=1), fill)), dtype=np.float64)
+def _event_index(counts: np.ndarray) -> np.ndarray:
+    """The event index of each object of a flat collection with ``counts`` objects per event."""
+    return np.repeat(np.arange(len(counts)), counts)
 
 
-def _nth(x: Any, n: int, fill: float = np.nan) -> np.ndarray:
-    padded_x = ak.pad_none(_f64(x), n + 1, axis=1, clip=True)[:, n]
-    return np.asarray(ak.to_numpy(ak.fill_none(padded_x, fill)), dtype=np.float64)
+def _flat(collection: Any, fields: Sequence[str], passed: np.ndarray | None) -> tuple[int, np.ndarray, dict]:
+    """(number of events, event index of each object, flat fields) of a jagged collection.
+
+    With ``passed`` (a per-event mask of ``collection``'s events) only the objects of the passed events are kept
+    and the event index counts the passed events (0 .. passed.sum() - 1).
+    """
+    counts, flat = _flat_fields(collection, fields)
+    if passed is None:
+        return len(counts), _event_index(counts), flat
+    keep = np.repeat(passed, counts)
+    return int(np.count_nonzero(passed)), _event_index(counts[passed]), {f: v[keep] for f, v in flat.items()}
+
+
+def _first(evt: np.ndarray, values: np.ndarray, n: int, fill: float = np.nan, dtype: Any = np.float64) -> np.ndarray:
+    """Per event, the first of the flat ``values`` (grouped by their event index ``evt``), ``fill`` where none."""
+    out = np.full(n, fill, dtype=dtype)
+    first = np.ones(len(evt), dtype=bool)
+    first[1:] = evt[1:] != evt[:-1]
+    out[evt[first]] = values[first]
+    return out
 
 
 def _dr2(eta: Any, phi: Any, ref_eta: Any, ref_phi: Any) -> Any:
-    """dR^2 of jagged (eta, phi) to one reference per event (numpy arrays broadcast over each list)."""
+    """dR^2 of flat (eta, phi) to their event's reference (``ref_*`` indexed by each object's event)."""
     deta = eta - ref_eta
     dphi = (phi - ref_phi + np.pi) % (2 * np.pi) - np.pi
     return deta * deta + dphi * dphi
-
-
-def _sum(x: Any) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.sum(x, axis=1)), dtype=np.float64)
-
-
-def _count(mask: Any) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.sum(mask, axis=1)), dtype=np.int32)
 
 
 def _mask(counts: np.ndarray, size: int) -> np.ndarray:
     return np.arange(size)[None, :] < np.asarray(counts)[:, None]
 
 
-def _leading(cands: ak.Array, keep: Any) -> ak.Array:
-    chosen = cands[keep]
-    return chosen[ak.argsort(chosen.pt, axis=1, ascending=False, stable=True)]
+def _by_event_then_pt(idx: np.ndarray, evt: np.ndarray, pt: np.ndarray) -> np.ndarray:
+    """The flat indices ``idx`` (increasing, grouped by event) ordered by event, then decreasing ``pt``.
+
+    Stable: equal pT keep their input order (as a stable descending argsort within each event).  For float32
+    pT without negative-signed or NaN values one argsort of the 64-bit key (event, ~bits(pT)) does it (the
+    bits of non-negative floats order as the floats do); otherwise a lexsort.
+    """
+    p = pt[idx]
+    if p.dtype == np.float32 and not (np.signbit(p) | np.isnan(p)).any():
+        key = (evt[idx].astype(np.uint64) << np.uint64(32)) | (np.uint64(0xFFFFFFFF) - p.view(np.uint32))
+        return idx[np.argsort(key, kind="stable")]
+    return idx[np.lexsort((-p.astype(np.float64), evt[idx]))]
+
+
+def _ranks(lead_evt: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(objects per event, rank of each object in its event) of flat objects grouped by event ``lead_evt``."""
+    counts = np.bincount(lead_evt, minlength=n)
+    return counts, index_within_group(counts)
+
+
+def _padded(idx: np.ndarray, evt: np.ndarray, rank: np.ndarray, n: int, size: int,
+            columns: Mapping[str, tuple[np.ndarray, float, Any]]) -> dict[str, np.ndarray]:
+    """Padded ``(n, size)`` sets of ranked objects: ``name -> (flat values, fill, dtype)``.
+
+    ``idx``: flat indices of the objects in (event, rank) order, ``evt`` their events, ``rank`` their rank in
+    the event; the objects of rank < size are scattered into their event's row, ``fill`` beyond.
+    """
+    pick = rank < size
+    chosen, slot = idx[pick], evt[pick] * size + rank[pick]
+    out = {}
+    for name, (values, fill, dtype) in columns.items():
+        arr = np.full(n * size, fill, dtype=dtype)
+        arr[slot] = values[chosen]
+        out[name] = arr.reshape(n, size)
+    return out
+
+
+def _within(eta: np.ndarray, phi: np.ndarray, ref_eta: np.ndarray, ref_phi: np.ndarray, evt: np.ndarray,
+            dr2_max: float) -> np.ndarray:
+    """``_dr2(eta, phi, ref_eta[evt], ref_phi[evt]) < dr2_max``, bit for bit, computing the azimuthal part only
+    where deta^2 alone is below ``dr2_max`` (adding dphi^2 >= 0 never lowers the rounded sum)."""
+    deta = eta - ref_eta[evt]
+    deta2 = deta * deta
+    near = np.flatnonzero(deta2 < dr2_max)
+    out = np.zeros(len(deta), dtype=bool)
+    dphi = (phi[near] - ref_phi[evt[near]] + np.pi) % (2 * np.pi) - np.pi
+    out[near] = deta2[near] + dphi * dphi < dr2_max
+    return out
+
+
+def _kind_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Kind of a PF candidate from its code (bits: in cone 8, charged 4, from PV 2, photon-like 1).
+
+    ``_KIND``: 0 charged recoil, 1 neutral hadron, 2 photon, 3 charged pile-up, 4 none (in the cone);
+    ``_VEC_KIND``: 0 charged recoil, 1 neutral recoil, 2 charged pile-up, 3 none.
+    """
+    kind = np.empty(16, dtype=np.int64)
+    for code in range(16):
+        in_cone, charged, from_pv, photon = code & 8, code & 4, code & 2, code & 1
+        kind[code] = 4 if in_cone else (0 if from_pv else 3) if charged else (2 if photon else 1)
+    return kind, np.array([0, 1, 1, 2, 3], dtype=np.int64)[kind]
+
+
+_KIND, _VEC_KIND = _kind_tables()
 
 
 class RecoilProcessor(ProcessorABC):
-    """coffea processor of the W -> mu nu recoil skim; ``process`` returns ``{"cutflow", "columns"}`` per chunk."""
+    """coffea processor of the W -> mu nu recoil skim; ``process`` returns ``{"cutflow", "columns"}`` per chunk.
+
+    Each chunk's collections are read once per field as flat numpy arrays with the event index of each
+    object; masks, sums, counts and leading-object sets are numpy operations on them.
+    """
 
     def __init__(self, selection: RecoilSelection | None = None, cutflow_only: bool = False) -> None:
         self.selection = selection or RecoilSelection()
@@ -270,41 +367,51 @@ class RecoilProcessor(ProcessorABC):
         self.columns = skim_columns(self.selection)
         self.cutflow = Cutflow(CUTS)
 
-    def muon_masks(self, events: Any) -> tuple[Any, Any]:
-        """Per-muon masks: (selected, veto-loose) as defined in the module docstring."""
-        s, m = self.selection, events.Muon
-        pt, abs_eta, iso = _f64(m.pt), abs(_f64(m.eta)), _f64(m.pfRelIso04_all)
+    def _muons(self, events: Any) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """(event index of each muon, flat fields, selected mask, veto-loose mask)."""
+        s = self.selection
+        _, evt, m = _flat(events.Muon, ("pt", "eta", "phi", "charge", "pfRelIso04_all", "tightId", "dxy", "dz"), None)
+        pt = m["pt"].astype(np.float64)
+        abs_eta = np.abs(m["eta"].astype(np.float64))
+        iso = m["pfRelIso04_all"].astype(np.float64)
         selected = (
             (pt > s.muon_pt_min)
             & (abs_eta < s.muon_abs_eta_max)
             & (iso < s.muon_iso_max)
-            & (abs(_f64(m.dxy)) < s.muon_dxy_max)
-            & (abs(_f64(m.dz)) < s.muon_dz_max)
+            & (np.abs(m["dxy"].astype(np.float64)) < s.muon_dxy_max)
+            & (np.abs(m["dz"].astype(np.float64)) < s.muon_dz_max)
         )
         if s.muon_tight_id:
-            selected = selected & m.tightId
+            selected = selected & m["tightId"].astype(bool)
         loose = (pt > s.veto_muon_pt_min) & (abs_eta < s.veto_muon_abs_eta_max) & (iso < s.veto_muon_iso_max)
+        return evt, m, selected, loose
+
+    def muon_masks(self, events: Any) -> tuple[Any, Any]:
+        """Per-muon masks (flat numpy over the chunk's muons): (selected, veto-loose) as in the module docstring."""
+        _, _, selected, loose = self._muons(events)
         return selected, loose
 
     def veto_electrons(self, events: Any) -> np.ndarray:
         """Number of veto electrons per event."""
-        s, e = self.selection, events.Electron
+        s = self.selection
+        n, evt, e = _flat(events.Electron, ("pt", "eta", "cutBased"), None)
         mask = (
-            (_f64(e.pt) > s.veto_electron_pt_min)
-            & (abs(_f64(e.eta)) < s.veto_electron_abs_eta_max)
-            & (_i64(e.cutBased) >= s.veto_electron_cut_based_min)
+            (e["pt"].astype(np.float64) > s.veto_electron_pt_min)
+            & (np.abs(e["eta"].astype(np.float64)) < s.veto_electron_abs_eta_max)
+            & (e["cutBased"].astype(np.int64) >= s.veto_electron_cut_based_min)
         )
-        return _count(mask)
+        return np.bincount(evt[mask], minlength=n).astype(np.int32)
 
     def process(self, events: Any) -> dict[str, Any]:
         """Select one chunk: its cutflow entry and the columns of the events passing every cut."""
         s = self.selection
+        n = len(events)
         weights = event_weights(events)
-        selected, loose = self.muon_masks(events)
-        n_mu = _count(selected)
-        n_veto = _count(loose & ~selected) + self.veto_electrons(events)
-        muons = events.Muon[selected]
-        mu_pt, mu_phi = _first(muons.pt), _first(muons.phi)
+        m_evt, m, selected, loose = self._muons(events)
+        sel_evt = m_evt[selected]
+        n_mu = np.bincount(sel_evt, minlength=n)
+        n_veto = np.bincount(m_evt[loose & ~selected], minlength=n) + self.veto_electrons(events)
+        mu_pt, mu_phi = _first(sel_evt, m["pt"][selected], n), _first(sel_evt, m["phi"][selected], n)
         met_pt, met_phi = _np(events.MET.pt), _np(events.MET.phi)
         with np.errstate(invalid="ignore"):
             mt = transverse_mass(mu_pt, mu_phi, met_pt, met_phi)
@@ -320,91 +427,133 @@ class RecoilProcessor(ProcessorABC):
             chunk = chunk_columns(events, {})
         else:
             passed = np.asarray(selection.all(*CUTS), dtype=bool)
-            columns = self.columns_of(events[passed], muons[passed], weights[passed], mt[passed])
+            muons = {
+                "pt": mu_pt[passed],
+                "eta": _first(sel_evt, m["eta"][selected], n)[passed],
+                "phi": mu_phi[passed],
+                "charge": _first(sel_evt, m["charge"][selected], n, 0, np.int32)[passed],
+            }
+            columns = self.columns_of(events, muons, weights[passed], mt[passed], passed=passed)
             chunk = chunk_columns(events, {c: columns[c] for c in self.columns})
         (key,) = chunk
         return {"cutflow": {key: key_cutflow}, "columns": chunk}
 
-    def columns_of(self, ev: Any, muons: Any, weights: np.ndarray, mt: np.ndarray) -> dict[str, np.ndarray]:
-        """The output columns of the selected events ``ev`` (their selected muons ``muons``)."""
-        mu_eta, mu_phi = _first(muons.eta), _first(muons.phi)
-        out: dict[str, np.ndarray] = {"event": _np(ev.event, np.uint64), "genWeight": weights}
-        out["mu_pt"], out["mu_eta"], out["mu_phi"] = _first(muons.pt), mu_eta, mu_phi
-        out["mu_charge"] = _first(muons.charge, 0).astype(np.int32)
-        out["mt"] = np.asarray(mt, dtype=np.float64)
-        out["met_pt"], out["met_phi"], out["met_sumEt"] = _np(ev.MET.pt), _np(ev.MET.phi), _np(ev.MET.sumEt)
-        out["tkmet_pt"], out["tkmet_phi"] = _np(ev.TkMET.pt), _np(ev.TkMET.phi)
-        out["npv"] = _np(ev.PV.npvs, np.int32)
-        out |= self.recoil_columns(ev, mu_eta, mu_phi)
-        out |= self.jet_columns(ev, mu_eta, mu_phi)
-        out |= truth_columns(ev)
-        return out
+    def columns_of(
+        self, ev: Any, muons: Any, weights: np.ndarray, mt: np.ndarray, passed: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The output columns of the selected events ``ev`` (their selected muons ``muons``).
 
-    def recoil_columns(self, ev: Any, mu_eta: np.ndarray, mu_phi: np.ndarray) -> dict[str, np.ndarray]:
-        """Recoil sums, counts and leading candidates of the selected events."""
-        s, pf = self.selection, ev.PFCands
-        cands = ak.zip(
-            {
-                "pt": _f64(pf.pt),
-                "eta": _f64(pf.eta),
-                "phi": _f64(pf.phi),
-                "charge": _i64(pf.charge),
-                "pdgId": _i64(pf.pdgId),
+        ``muons``: the selected muons as a jagged collection (one per event), or their ``pt``, ``eta``, ``phi``,
+        ``charge`` as per-event arrays.  With ``passed``, ``ev`` is the whole chunk and the selected events are
+        those where ``passed`` is true (``muons``, ``weights``, ``mt`` given for them only).
+        """
+        if not isinstance(muons, Mapping):
+            n_mu, mu_evt, flat = _flat(muons, ("pt", "eta", "phi", "charge"), None)
+            muons = {f: _first(mu_evt, flat[f], n_mu) for f in ("pt", "eta", "phi")} | {
+                "charge": _first(mu_evt, flat["charge"], n_mu, 0, np.int32)
             }
-        )
-        in_cone = _dr2(cands.eta, cands.phi, mu_eta, mu_phi) < s.recoil_cone_dr**2
-        charged = cands.charge != 0
-        from_pv = _i64(pf.fromPV) >= s.pfcand_from_pv_min
-        abs_id = abs(cands.pdgId)
-        photon_like = (abs_id == 22) | (abs_id == 2)
-        recoil = ~in_cone & (~charged | from_pv)
-        parts = {
-            "ch": recoil & charged,
-            "neu": recoil & ~charged,
-            "nh": recoil & ~charged & ~photon_like,
-            "gamma": recoil & ~charged & photon_like,
-            "pu": ~in_cone & charged & ~from_pv,
-        }
-        px, py = cands.pt * np.cos(cands.phi), cands.pt * np.sin(cands.phi)
-        out: dict[str, np.ndarray] = {}
-        for part in ("ch", "neu", "pu"):
-            out[f"u_{part}_x"], out[f"u_{part}_y"] = _sum(px[parts[part]]), _sum(py[parts[part]])
-        out["u_x"] = _sum(px[recoil])
-        out["u_y"] = _sum(py[recoil])
-        out["sumet"] = _sum(cands.pt[recoil])
-        for part in ("ch", "nh", "gamma"):
-            out[f"sumet_{part}"] = _sum(cands.pt[parts[part]])
-        for part in ("ch", "nh", "gamma", "pu"):
-            out[f"n_pfo_{part}"] = _count(parts[part])
-
-        lead = _leading(cands, recoil)
-        k = s.n_pfos
-        out["pfo_pt"] = padded(lead.pt, k)
-        out["pfo_eta"] = padded(lead.eta, k)
-        out["pfo_phi"] = padded(lead.phi, k)
-        out["pfo_charge"] = padded(lead.charge, k, 0, np.int32)
-        out["pfo_pdgId"] = padded(lead.pdgId, k, 0, np.int32)
-        out["pfo_mask"] = _mask(np.asarray(ak.to_numpy(ak.num(lead, axis=1))), k)
-        for part in ("ch", "neu"):
-            lead = _leading(cands, parts[part])
-            out[f"pfo_{part}_pt"] = padded(lead.pt, s.n_pfos_split)
-            out[f"pfo_{part}_phi"] = padded(lead.phi, s.n_pfos_split)
-            out[f"pfo_{part}_mask"] = _mask(np.asarray(ak.to_numpy(ak.num(lead, axis=1))), s.n_pfos_split)
+        mu_eta, mu_phi = np.asarray(muons["eta"], dtype=np.float64), np.asarray(muons["phi"], dtype=np.float64)
+        out: dict[str, np.ndarray] = {"event": _np(ev.event, np.uint64, passed), "genWeight": weights}
+        out["mu_pt"], out["mu_eta"], out["mu_phi"] = np.asarray(muons["pt"], dtype=np.float64), mu_eta, mu_phi
+        out["mu_charge"] = np.asarray(muons["charge"]).astype(np.int32)
+        out["mt"] = np.asarray(mt, dtype=np.float64)
+        met, tkmet = ev.MET, ev.TkMET
+        out["met_pt"], out["met_phi"] = _np(met.pt, passed=passed), _np(met.phi, passed=passed)
+        out["met_sumEt"] = _np(met.sumEt, passed=passed)
+        out["tkmet_pt"], out["tkmet_phi"] = _np(tkmet.pt, passed=passed), _np(tkmet.phi, passed=passed)
+        out["npv"] = _np(ev.PV.npvs, np.int32, passed)
+        out |= self.recoil_columns(ev, mu_eta, mu_phi, passed=passed)
+        out |= self.jet_columns(ev, mu_eta, mu_phi, passed=passed)
+        out |= truth_columns(ev, passed=passed)
         return out
 
-    def jet_columns(self, ev: Any, mu_eta: np.ndarray, mu_phi: np.ndarray) -> dict[str, np.ndarray]:
-        """The two leading selected jets and the number of selected jets."""
-        s, j = self.selection, ev.Jet
-        jets = ak.zip({"pt": _f64(j.pt), "eta": _f64(j.eta), "phi": _f64(j.phi)})
-        mask = (
-            (jets.pt > s.jet_pt_min)
-            & (abs(jets.eta) < s.jet_abs_eta_max)
-            & ((_i64(j.jetId) & s.jet_id_mask) == s.jet_id_mask)
-            & (_dr2(jets.eta, jets.phi, mu_eta, mu_phi) > s.jet_muon_dr_min**2)
+    def recoil_columns(
+        self, ev: Any, mu_eta: np.ndarray, mu_phi: np.ndarray, passed: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Recoil sums, counts and leading candidates of the selected events (``passed`` as in :meth:`columns_of`)."""
+        s = self.selection
+        n, evt, pf = _flat(ev.PFCands, ("pt", "eta", "phi", "charge", "pdgId", "fromPV"), passed)
+        pt, phi = pf["pt"].astype(np.float64), pf["phi"].astype(np.float64)
+        in_cone = _within(pf["eta"], phi, mu_eta, mu_phi, evt, s.recoil_cone_dr**2)
+        charged = pf["charge"] != 0
+        from_pv = pf["fromPV"] >= s.pfcand_from_pv_min
+        pdg_id = pf["pdgId"]
+        photon_like = (pdg_id == 22) | (pdg_id == -22) | (pdg_id == 2) | (pdg_id == -2)
+        recoil = ~in_cone & (~charged | from_pv)
+        # one code per candidate (bits: in cone, charged, from PV, photon-like) -> its kind; each per-event sum is
+        # one bin of a bincount over (event, kind), adding its candidates in input order
+        code = (
+            (in_cone.view(np.uint8) << 3)
+            | (charged.view(np.uint8) << 2)
+            | (from_pv.view(np.uint8) << 1)
+            | photon_like.view(np.uint8)
         )
-        jets = _leading(jets, mask)
-        out = {f"j{i}_{f}": _nth(jets[f], i) for i in (0, 1) for f in ("pt", "eta", "phi")}
-        out["njets"] = np.asarray(ak.to_numpy(ak.num(jets, axis=1)), dtype=np.int32)
+        by_kind = evt * 5 + _KIND[code]
+        by_vec = evt * 4 + _VEC_KIND[code]
+        by_recoil = evt * 2 + recoil
+        px, py = pt * np.cos(phi), pt * np.sin(phi)
+        out: dict[str, np.ndarray] = {}
+        for comp, values in (("x", px), ("y", py)):
+            parts = np.bincount(by_vec, weights=values, minlength=4 * n).reshape(n, 4)
+            for i, part in enumerate(("ch", "neu", "pu")):
+                out[f"u_{part}_{comp}"] = np.ascontiguousarray(parts[:, i])
+        for name, values in (("u_x", px), ("u_y", py), ("sumet", pt)):
+            out[name] = np.ascontiguousarray(np.bincount(by_recoil, weights=values, minlength=2 * n)[1::2])
+        sumet = np.bincount(by_kind, weights=pt, minlength=5 * n).reshape(n, 5)
+        counts = np.bincount(by_kind, minlength=5 * n).reshape(n, 5)
+        for i, part in enumerate(("ch", "nh", "gamma")):
+            out[f"sumet_{part}"] = np.ascontiguousarray(sumet[:, i])
+        for i, part in enumerate(("ch", "nh", "gamma", "pu")):
+            out[f"n_pfo_{part}"] = counts[:, i].astype(np.int32)
+
+        k = s.n_pfos
+        lead = _by_event_then_pt(np.flatnonzero(recoil), evt, pf["pt"])
+        lead_evt = evt[lead]
+        n_lead, rank = _ranks(lead_evt, n)
+        out |= _padded(lead, lead_evt, rank, n, k, {
+            "pfo_pt": (pf["pt"], 0, np.float32),
+            "pfo_eta": (pf["eta"], 0, np.float32),
+            "pfo_phi": (pf["phi"], 0, np.float32),
+            "pfo_charge": (pf["charge"], 0, np.int32),
+            "pfo_pdgId": (pf["pdgId"], 0, np.int32),
+        })
+        out["pfo_mask"] = _mask(n_lead, k)
+        # the recoil order restricted to charged (neutral) candidates is their own (event, -pT) order: the rank of
+        # a candidate among its kind is the number of candidates of that kind before it in its event
+        lead_charged = charged[lead]
+        charged_upto = np.cumsum(lead_charged)  # charged candidates up to and including each one (all events)
+        charged_before_event = np.concatenate(([0], charged_upto))[np.cumsum(n_lead) - n_lead]
+        charged_in_event = charged_upto - charged_before_event[lead_evt]  # ... within its event
+        n_charged = np.bincount(lead_evt[lead_charged], minlength=n)
+        ranks = {"ch": charged_in_event - 1, "neu": rank - charged_in_event}
+        part_counts = {"ch": n_charged, "neu": n_lead - n_charged}
+        for part, keep in (("ch", lead_charged), ("neu", ~lead_charged)):
+            part_rank = np.where(keep, ranks[part], s.n_pfos_split)  # other kind: never picked
+            columns = {f"pfo_{part}_pt": (pf["pt"], 0, np.float32), f"pfo_{part}_phi": (pf["phi"], 0, np.float32)}
+            out |= _padded(lead, lead_evt, part_rank, n, s.n_pfos_split, columns)
+            out[f"pfo_{part}_mask"] = _mask(part_counts[part], s.n_pfos_split)
+        return out
+
+    def jet_columns(
+        self, ev: Any, mu_eta: np.ndarray, mu_phi: np.ndarray, passed: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The two leading selected jets and the number of selected jets (``passed`` as in :meth:`columns_of`)."""
+        s = self.selection
+        n, evt, j = _flat(ev.Jet, ("pt", "eta", "phi", "jetId"), passed)
+        pt, eta, phi = (j[f].astype(np.float64) for f in ("pt", "eta", "phi"))
+        mask = (
+            (pt > s.jet_pt_min)
+            & (np.abs(eta) < s.jet_abs_eta_max)
+            & ((j["jetId"].astype(np.int64) & s.jet_id_mask) == s.jet_id_mask)
+            & (_dr2(eta, phi, mu_eta[evt], mu_phi[evt]) > s.jet_muon_dr_min**2)
+        )
+        lead = _by_event_then_pt(np.flatnonzero(mask), evt, j["pt"])
+        lead_evt = evt[lead]
+        n_jets, rank = _ranks(lead_evt, n)
+        two = _padded(lead, lead_evt, rank, n, 2, {f: (v, np.nan, np.float64) for f, v in (("pt", pt), ("eta", eta),
+                                                                                         ("phi", phi))})
+        out = {f"j{i}_{f}": np.ascontiguousarray(two[f][:, i]) for i in (0, 1) for f in ("pt", "eta", "phi")}
+        out["njets"] = n_jets.astype(np.int32)
         return out
 
     def postprocess(self, accumulator: Any) -> Any:
@@ -412,18 +561,22 @@ class RecoilProcessor(ProcessorABC):
         return accumulator
 
 
-def truth_columns(ev: Any) -> dict[str, np.ndarray]:
-    """Truth W (first |pdgId| 24 last copy) pT, phi, mass and GenMET; NaN where absent."""
-    n = len(ev)
+def truth_columns(ev: Any, passed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Truth W (first |pdgId| 24 last copy) pT, phi, mass and GenMET; NaN where absent.
+
+    With ``passed``, of the events of ``ev`` where it is true.
+    """
+    n = len(ev) if passed is None else int(np.count_nonzero(passed))
     out = {c: np.full(n, np.nan) for c in ("w_pt", "w_phi", "w_mass", "genmet_pt", "genmet_phi")}
     fields = ev.fields
     if "GenPart" in fields and {"pt", "phi", "mass", "pdgId", "statusFlags"} <= set(ev.GenPart.fields):
-        gp = ev.GenPart
-        is_w = (abs(_i64(gp.pdgId)) == 24) & ((_i64(gp.statusFlags) & LAST_COPY) != 0)
-        w = gp[is_w]
-        out["w_pt"], out["w_phi"], out["w_mass"] = _first(w.pt), _first(w.phi), _first(w.mass)
+        _, evt, gp = _flat(ev.GenPart, ("pt", "phi", "mass", "pdgId", "statusFlags"), passed)
+        is_w = (np.abs(gp["pdgId"].astype(np.int64)) == 24) & ((gp["statusFlags"].astype(np.int64) & LAST_COPY) != 0)
+        w_evt = evt[is_w]
+        for f in ("pt", "phi", "mass"):
+            out[f"w_{f}"] = _first(w_evt, gp[f][is_w], n)
     if "GenMET" in fields and {"pt", "phi"} <= set(ev.GenMET.fields):
-        out["genmet_pt"], out["genmet_phi"] = _np(ev.GenMET.pt), _np(ev.GenMET.phi)
+        out["genmet_pt"], out["genmet_phi"] = _np(ev.GenMET.pt, passed=passed), _np(ev.GenMET.phi, passed=passed)
     return out
 
 
