@@ -68,6 +68,9 @@ def _recording_branches() -> Iterator[list[str]]:
             names.append(expressions)
         elif expressions is not None:
             names.extend(str(e) for e in expressions)
+        else:  # a selection by filters (NanoEvents' preload uses filter_branch)
+            filters = {k: kwargs[k] for k in ("filter_name", "filter_typename", "filter_branch") if k in kwargs}
+            names.extend(self.keys(**filters))
         return original_arrays(self, expressions, *args, **kwargs)
 
     branch_cls.array, tree_cls.arrays = array, arrays
