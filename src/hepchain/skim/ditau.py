@@ -103,7 +103,6 @@ from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
-import uproot
 from coffea.processor import ProcessorABC
 
 from ..detector.particles import index_within_group, pairs_within_event
@@ -356,9 +355,8 @@ def missing_branch_hint(selection: DitauSelection) -> Callable[[str], str]:
 #
 # The processor works on flat numpy arrays (one entry per object, grouped by event): an awkward
 # operation costs about a millisecond whatever the chunk size, which dominated the skim when every
-# cut was one.  The chunk's branches are read in one uproot request from the tree coffea opened
-# (:class:`_Chunk`; NanoEvents reads them one request per branch, which cost more than the whole
-# selection), else straight from the NanoEvents layout.  Every comparison is made on the same dtype
+# cut was one.  Fields are taken straight from the NanoEvents layout (:class:`_Chunk`); the
+# declared branches arrive in one request per chunk (the shared runner preloads them).  Every comparison is made on the same dtype
 # as the awkward version it replaced (raw NanoAOD floats for the candidate and veto cuts, float64
 # for the channel cuts), so the selection is the same bit for bit.
 
@@ -417,67 +415,24 @@ def _scalar(events: Any, name: str, field: str | None = None) -> np.ndarray:
     return ak.to_numpy(events[name] if field is None else events[name][field])
 
 
-def _source(events: Any) -> tuple[Any, int, int] | None:
-    """The uproot TTree coffea opened for this chunk and the chunk's entry range; None where not found.
-
-    NanoEvents reads branch by branch, one file request each (about 2 ms per branch, more than
-    the decompression); one ``tree.arrays`` call for all of a chunk's branches costs a fraction of
-    that.  The tree is coffea's own (the mapping behind ``events``), so the bytes are the same; any
-    other layout of coffea's internals returns None and the reads go through NanoEvents.
-    """
-    try:
-        mapping = events.attrs["@events_factory"]._mapping
-        start, stop = int(mapping._start), int(mapping._stop)
-        trees = [v for v in mapping._cache.values() if isinstance(v, uproot.behaviors.TTree.TTree)]
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-    if len(trees) != 1 or stop - start != len(events):
-        return None
-    return trees[0], start, stop
-
-
 class _Chunk:
-    """One chunk's branches as flat numpy arrays: read in bulk (:meth:`prefetch`) where possible, else from NanoEvents."""
+    """One chunk's branches as flat numpy arrays, taken from the NanoEvents layout (see :func:`_flat`).
+
+    The declared branches arrive in one request per chunk (the shared runner preloads them).
+    """
 
     def __init__(self, events: Any) -> None:
         self.events = events
         self.n_events = len(events)
-        self._source = _source(events)
-        self._arrays: dict[str, ak.Array] = {}
-
-    def prefetch(self, branches: Sequence[str]) -> None:
-        """Read those of ``branches`` the tree has, in one request (nothing without a bulk source)."""
-        if self._source is None:
-            return
-        tree, start, stop = self._source
-        names = [b for b in dict.fromkeys(branches) if b not in self._arrays and b in tree]
-        if names:
-            self._arrays.update(tree.arrays(names, entry_start=start, entry_stop=stop, how=dict))
 
     def collection(self, name: str, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(objects per event, {field: flat numpy}) of the collection ``name``."""
-        counts: np.ndarray | None = None
-        out: dict[str, np.ndarray] = {}
-        for f in dict.fromkeys(fields):
-            array = self._arrays.get(f"{name}_{f}")
-            layout = None if array is None else array.layout
-            if isinstance(layout, ak.contents.ListOffsetArray):
-                offsets = np.asarray(layout.offsets.data).astype(np.int64)
-                values = _numpy(layout.content, int(offsets[0]), int(offsets[-1]))
-                if values is not None:
-                    counts = np.diff(offsets) if counts is None else counts
-                    out[f] = values
-        rest = [f for f in dict.fromkeys(fields) if f not in out]
-        if rest or counts is None:
-            counts, read = _flat(self.events, name, rest)
-            out.update(read)
-        return counts, {f: out[f] for f in dict.fromkeys(fields)}
+        counts, read = _flat(self.events, name, list(dict.fromkeys(fields)))
+        return counts, {f: read[f] for f in dict.fromkeys(fields)}
 
     def scalar(self, name: str, field: str | None = None) -> np.ndarray:
         """The per-event branch ``name`` (``name_field`` with ``field``) as numpy."""
-        array = self._arrays.get(name if field is None else f"{name}_{field}")
-        values = None if array is None else _numpy(array.layout, 0, self.n_events)
-        return values if values is not None else _scalar(self.events, name, field)
+        return _scalar(self.events, name, field)
 
 
 def _chunk(events: Any) -> _Chunk:
@@ -811,7 +766,6 @@ class DitauProcessor(ProcessorABC):
         """Select one chunk: its cutflow entry (with per-channel counts) and the columns of the selected events."""
         weights = event_weights(events)
         chunk = _Chunk(events)
-        chunk.prefetch(self.selection.branches() if self.cutflow_only else self._read_branches())
         objs = self.objects(chunk)
         results = {ch: self.channel(ch, objs) for ch in CHANNELS}
         masks = {cut: np.logical_or.reduce([results[ch][0][k] for ch in CHANNELS]) for k, cut in enumerate(CUTS)}
@@ -832,11 +786,6 @@ class DitauProcessor(ProcessorABC):
             out = chunk_columns(events, self._columns(chunk, weights, results, channel, passed))
         (key,) = out
         return {"cutflow": {key: entry}, "columns": out}
-
-    def _read_branches(self) -> tuple[str, ...]:
-        """Every branch the full skim of a chunk reads: selection, columns and (where present) truth."""
-        columns = [b for b in COLUMN_BRANCHES if b not in ("PV_x", "PV_y", "PV_z")]  # only for coffea's PV record
-        return tuple(dict.fromkeys((*self.selection.branches(), *columns, *TRUTH_BRANCHES)))
 
     def _columns(
         self,
