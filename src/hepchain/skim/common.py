@@ -280,12 +280,37 @@ def columns_to_arrays(
 def flat_fields(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(objects per event, {field: flat numpy array}) of a jagged NanoEvents collection.
 
-    The skim works on these flat arrays with numpy (a few calls per chunk
+    The skims work on these flat arrays with numpy (a few calls per chunk
     instead of one awkward broadcast per operation, which dominates the cost
-    on NanoAOD-sized chunks).
+    on NanoAOD-sized chunks).  Where the collection is a list of records of
+    flat numbers (as NanoEvents collections are) the arrays are taken straight
+    from its buffers; otherwise (a sliced or masked collection) through
+    ``ak.flatten``.  Both give the same arrays.
     """
+    fields = list(fields)
+    layout = getattr(collection, "layout", None)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.RecordArray):
+        record = layout.content
+        if all(f in record.fields for f in fields):
+            contents = [record.content(f) for f in fields]
+            if all(isinstance(c, ak.contents.NumpyArray) for c in contents):
+                offsets = np.asarray(layout.offsets.data).astype(np.int64)
+                start, stop = int(offsets[0]), int(offsets[-1])
+                flat = {f: np.asarray(c.to_backend_array())[start:stop] for f, c in zip(fields, contents, strict=True)}
+                if all(v.ndim == 1 for v in flat.values()):
+                    return np.diff(offsets), flat
     counts = ak.to_numpy(ak.num(collection, axis=1)).astype(np.int64)
     return counts, {f: ak.to_numpy(ak.flatten(collection[f], axis=1)) for f in fields}
+
+
+def event_values(x: Any) -> np.ndarray:
+    """A per-event branch (flat NanoEvents array) as numpy, from its buffer where it is a plain array of numbers."""
+    layout = getattr(x, "layout", None)
+    if isinstance(layout, ak.contents.NumpyArray):
+        values = np.asarray(layout.to_backend_array())
+        if values.ndim == 1:
+            return values
+    return np.asarray(ak.to_numpy(x))
 
 
 def first_two(evt: np.ndarray, values: Mapping[str, np.ndarray], n_events: int, fills: Mapping[str, Any]) -> dict:

@@ -101,13 +101,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import awkward as ak
 import numpy as np
 from coffea.processor import ProcessorABC
 
 from ..detector.particles import index_within_group, pairs_within_event
 from ..errors import ConfigError
-from .common import ColumnSpec, Cutflow, SelectionConfig, chunk_columns, columns_to_arrays, event_weights, run_processor
+from .common import (
+    ColumnSpec,
+    Cutflow,
+    SelectionConfig,
+    chunk_columns,
+    columns_to_arrays,
+    event_values,
+    event_weights,
+    flat_fields,
+    run_processor,
+)
 
 STAGE = "ditau skim"
 
@@ -370,53 +379,8 @@ def _bits(values: np.ndarray, wp: int) -> np.ndarray:
     return (values.astype(np.int64) & wp) == wp
 
 
-def _field(layout: Any, name: str) -> Any:
-    """The content ``name`` of a record layout, or None where ``layout`` is not a plain record."""
-    if isinstance(layout, ak.contents.RecordArray) and layout.has_field(name):
-        return layout.content(name)
-    return None
-
-
-def _numpy(layout: Any, start: int, stop: int) -> np.ndarray | None:
-    """``layout[start:stop]`` as numpy where it is a flat numeric layout, else None."""
-    if not isinstance(layout, ak.contents.NumpyArray):
-        return None
-    data = np.asarray(layout.data)
-    return data[start:stop] if data.ndim == 1 else None
-
-
-def _flat(events: Any, name: str, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(objects per event, {field: flat numpy}) of the NanoEvents collection ``name``, one branch read per field.
-
-    Read from the chunk's layout (no awkward operation); ``ak.flatten`` where the layout is not the
-    usual list of records of numbers.
-    """
-    coll = _field(events.layout, name)
-    if isinstance(coll, ak.contents.ListOffsetArray) and isinstance(coll.content, ak.contents.RecordArray):
-        offsets = np.asarray(coll.offsets.data).astype(np.int64)
-        start, stop = int(offsets[0]), int(offsets[-1])
-        out: dict[str, np.ndarray] = {}
-        for f in dict.fromkeys(fields):
-            values = _numpy(_field(coll.content, f), start, stop)
-            out[f] = values if values is not None else ak.to_numpy(ak.flatten(events[name][f], axis=1))
-        return np.diff(offsets), out
-    counts = ak.to_numpy(ak.num(events[name], axis=1)).astype(np.int64)
-    return counts, {f: ak.to_numpy(ak.flatten(events[name][f], axis=1)) for f in dict.fromkeys(fields)}
-
-
-def _scalar(events: Any, name: str, field: str | None = None) -> np.ndarray:
-    """The per-event branch ``name`` (``name_field`` with ``field``) as numpy."""
-    layout = _field(events.layout, name)
-    if field is not None:
-        layout = _field(layout, field)
-    values = _numpy(layout, 0, len(events))
-    if values is not None:
-        return values
-    return ak.to_numpy(events[name] if field is None else events[name][field])
-
-
 class _Chunk:
-    """One chunk's branches as flat numpy arrays, taken from the NanoEvents layout (see :func:`_flat`).
+    """One chunk's branches as flat numpy arrays (:func:`~hepchain.skim.common.flat_fields`, :func:`~hepchain.skim.common.event_values`).
 
     The declared branches arrive in one request per chunk (the shared runner preloads them).
     """
@@ -427,12 +391,11 @@ class _Chunk:
 
     def collection(self, name: str, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(objects per event, {field: flat numpy}) of the collection ``name``."""
-        counts, read = _flat(self.events, name, list(dict.fromkeys(fields)))
-        return counts, {f: read[f] for f in dict.fromkeys(fields)}
+        return flat_fields(self.events[name], list(dict.fromkeys(fields)))
 
     def scalar(self, name: str, field: str | None = None) -> np.ndarray:
         """The per-event branch ``name`` (``name_field`` with ``field``) as numpy."""
-        return _scalar(self.events, name, field)
+        return event_values(self.events[name] if field is None else self.events[name][field])
 
 
 def _chunk(events: Any) -> _Chunk:

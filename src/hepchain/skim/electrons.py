@@ -83,6 +83,7 @@ from .common import (
     chunk_columns,
     columns_to_arrays,
     event_weights,
+    flat_fields,
     run_processor,
 )
 
@@ -231,13 +232,6 @@ def _f64(x: Any) -> Any:
     return x.astype(np.float64) if isinstance(x, np.ndarray) else x
 
 
-def _flat_fields(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """:func:`~hepchain.skim.common.flat_fields` with one projection and one flatten for all ``fields`` (same arrays)."""
-    counts = ak.to_numpy(ak.num(collection, axis=1)).astype(np.int64)
-    flat = ak.flatten(collection[list(fields)], axis=1)
-    return counts, {f: ak.to_numpy(flat[f]) for f in fields}
-
-
 def _exact_int(x: np.ndarray) -> np.ndarray:
     """Integer copy for the order check: int32 for branches of at most 16 bits (differences cannot overflow), else int64."""
     return x.astype(np.int32 if x.dtype.kind in "iub" and x.dtype.itemsize <= 2 else np.int64)
@@ -280,7 +274,7 @@ class ZeeProcessor(ProcessorABC):
         weights = event_weights(events)
         # flat numpy fields, read once; awkward only to read them
         fields = _SELECTION_FIELDS if self.cutflow_only else (*_SELECTION_FIELDS, *CLUSTER_FIELDS)
-        n_ele, ele = _flat_fields(events.Electron, fields)
+        n_ele, ele = flat_fields(events.Electron, fields)
         offsets = np.cumsum(n_ele) - n_ele
         sel_g = np.flatnonzero(self.electron_mask(ele))  # flat indices of the selected electrons
         n_sel = np.bincount(np.repeat(np.arange(n), n_ele)[sel_g], minlength=n)
@@ -387,9 +381,9 @@ class ZeeProcessor(ProcessorABC):
         ele = events.Electron
         if not len(row_evt) or "genPartIdx" not in ele.fields or "GenPart" not in events.fields:
             return out
-        _, idx = _flat_fields(ele, ("genPartIdx",))
+        _, idx = flat_fields(ele, ("genPartIdx",))
         gen_idx = idx["genPartIdx"][probe_g].astype(np.int64)
-        n_gen, gen = _flat_fields(events.GenPart, ("pt", "eta", "mass"))
+        n_gen, gen = flat_fields(events.GenPart, ("pt", "eta", "mass"))
         gen_offsets = np.cumsum(n_gen) - n_gen
         ok = (gen_idx >= 0) & (gen_idx < n_gen[row_evt])
         g = np.where(ok, gen_offsets[row_evt] + gen_idx, 0)
@@ -468,7 +462,7 @@ class ZeeProcessor(ProcessorABC):
         """The probes' 310-cell images (energy, time), checked against the documented layout."""
         source = _filename(events)
         n_rows = len(probe_g)
-        counts, cells = _flat_fields(events.EleCell, CELL_FIELDS)
+        counts, cells = flat_fields(events.EleCell, CELL_FIELDS)
         src, _, _, count = self._group(counts, cells["electronIdx"], n_ele, offsets, probe_g, source, "EleCell")
         wrong = count != N_CELLS
         if wrong.any():
@@ -515,7 +509,7 @@ class ZeeProcessor(ProcessorABC):
         """The first K EleTrack entries of each probe (own track first, then by dR, as stored) and the mask."""
         k = self.selection.n_tracks
         n_rows = len(probe_g)
-        counts, tracks = _flat_fields(events.EleTrack, ("electronIdx", *_TRACK_DTYPES))
+        counts, tracks = flat_fields(events.EleTrack, ("electronIdx", *_TRACK_DTYPES))
         src, run_row, run_len, n_per = self._group(
             counts, tracks["electronIdx"], n_ele, offsets, probe_g, _filename(events), "EleTrack"
         )

@@ -79,7 +79,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import awkward as ak
 import numpy as np
 from coffea.processor import ProcessorABC
 
@@ -92,6 +91,7 @@ from .common import (
     SelectionConfig,
     chunk_columns,
     columns_to_arrays,
+    event_values,
     event_weights,
     flat_fields,
     run_processor,
@@ -216,38 +216,10 @@ def skim_columns(selection: RecoilSelection | None = None) -> dict[str, tuple[st
 COLUMNS: ColumnSpec = skim_columns()
 
 
-def _column(x: Any) -> np.ndarray:
-    """A per-event branch as numpy, from its buffer where it is a plain array of numbers (skipping awkward's
-    per-call overhead), else through ``ak.to_numpy``."""
-    layout = getattr(x, "layout", None)
-    if isinstance(layout, ak.contents.NumpyArray):
-        values = np.asarray(layout.to_backend_array())
-        if values.ndim == 1:
-            return values
-    return np.asarray(ak.to_numpy(x))
-
-
 def _np(x: Any, dtype: Any = np.float64, passed: np.ndarray | None = None) -> np.ndarray:
     """A per-event branch as numpy ``dtype``; only the ``passed`` events when given."""
-    out = _column(x)
+    out = event_values(x)
     return (out if passed is None else out[passed]).astype(dtype)
-
-
-def _flat_fields(collection: Any, fields: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """:func:`~hepchain.skim.common.flat_fields`, taken straight from the buffers where the collection is a list
-    of records of flat numbers (as NanoEvents collections are), skipping awkward's per-call overhead."""
-    layout = getattr(collection, "layout", None)
-    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.RecordArray):
-        record = layout.content
-        if all(f in record.fields for f in fields):
-            contents = [record.content(f) for f in fields]
-            if all(isinstance(c, ak.contents.NumpyArray) for c in contents):
-                offsets = np.asarray(layout.offsets.data).astype(np.int64)
-                start, stop = int(offsets[0]), int(offsets[-1])
-                flat = {f: np.asarray(c.to_backend_array())[start:stop] for f, c in zip(fields, contents, strict=True)}
-                if all(v.ndim == 1 for v in flat.values()):
-                    return np.diff(offsets), flat
-    return flat_fields(collection, fields)
 
 
 def _event_index(counts: np.ndarray) -> np.ndarray:
@@ -261,7 +233,7 @@ def _flat(collection: Any, fields: Sequence[str], passed: np.ndarray | None) -> 
     With ``passed`` (a per-event mask of ``collection``'s events) only the objects of the passed events are kept
     and the event index counts the passed events (0 .. passed.sum() - 1).
     """
-    counts, flat = _flat_fields(collection, fields)
+    counts, flat = flat_fields(collection, fields)
     if passed is None:
         return len(counts), _event_index(counts), flat
     keep = np.repeat(passed, counts)
