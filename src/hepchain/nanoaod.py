@@ -351,7 +351,8 @@ def open_events(path: str, stage: str) -> Any:
     try:
         f = uproot.open(path)
     except Exception as exc:  # uproot raises several types for corrupt files
-        raise InputFileError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+        reason = " ".join(str(exc).split())  # uproot's messages span lines; ours is one line
+        raise InputFileError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {reason})") from exc
     if "Events" not in f:
         keys = ", ".join(k.split(";")[0] for k in f.keys(recursive=False)) or "nothing"
         raise InputFileError(f"{path}: no 'Events' tree, so not NanoAOD (file holds {keys}); {stage} needs a NanoAOD file")
