@@ -566,26 +566,6 @@ def test_cells_with_phi_wrap_are_in_order(tmp_path: Path) -> None:
     assert len(table["event"]) == 2
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.root"
-    with pytest.raises(InputFileError) as err:
-        run_electrons_skim([str(missing)])
-    message = str(err.value)
-    assert str(missing) in message and "does not exist" in message and "\n" not in message
-
-
-def test_file_without_events_tree(tmp_path: Path) -> None:
-    import uproot
-
-    path = tmp_path / "other.root"
-    with uproot.recreate(path) as f:
-        f["Other"] = {"x": np.arange(3, dtype=np.float32)}
-    with pytest.raises(InputFileError) as err:
-        run_electrons_skim([str(path)], cutflow_only=True)
-    message = str(err.value)
-    assert str(path) in message and "'Events'" in message and "\n" not in message
-
-
 def test_missing_selection_branch(tmp_path: Path, skim_file: Path) -> None:
     arrays = build_arrays(CASES[:2])
     arrays["Electron"] = ak.zip({f: arrays["Electron"][f] for f in arrays["Electron"].fields if f != "cutBased"})

@@ -18,7 +18,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from hepchain.errors import ConfigError, InputFileError, MissingBranchError
+from hepchain.errors import ConfigError, MissingBranchError
 from hepchain.features.vh import assign_folds
 from hepchain.nanoaod import write_nanoaod
 from hepchain.skim.jets import (
@@ -541,26 +541,6 @@ def test_no_surviving_event_gives_empty_columns_of_the_right_shape(tmp_path: Pat
 
 
 # ------------------------------------------------------------------ bad inputs
-
-
-def test_missing_file(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.root"
-    with pytest.raises(InputFileError) as err:
-        run_jets_skim([str(missing)])
-    message = str(err.value)
-    assert str(missing) in message and "does not exist" in message and "\n" not in message
-
-
-def test_file_without_events_tree(tmp_path: Path) -> None:
-    import uproot
-
-    path = tmp_path / "other.root"
-    with uproot.recreate(path) as f:
-        f["Other"] = {"x": np.arange(3, dtype=np.float32)}
-    with pytest.raises(InputFileError) as err:
-        run_jets_skim([str(path)], cutflow_only=True)
-    message = str(err.value)
-    assert str(path) in message and "'Events'" in message and "Other" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("cutflow_only", [True, False])

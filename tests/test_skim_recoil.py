@@ -19,7 +19,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from hepchain.errors import ConfigError, InputFileError, MissingBranchError
+from hepchain.errors import ConfigError, MissingBranchError
 from hepchain.nanoaod import write_nanoaod
 from hepchain.skim.recoil import (
     BRANCHES,
@@ -513,26 +513,6 @@ def test_branch_lists() -> None:
 
 
 # ------------------------------------------------------------------ bad inputs
-
-
-def test_missing_file(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.root"
-    with pytest.raises(InputFileError) as err:
-        run_recoil_skim([str(missing)])
-    message = str(err.value)
-    assert str(missing) in message and "does not exist" in message and "\n" not in message
-
-
-def test_file_without_events_tree(tmp_path: Path) -> None:
-    import uproot
-
-    path = tmp_path / "other.root"
-    with uproot.recreate(path) as f:
-        f["Other"] = {"x": np.arange(3, dtype=np.float32)}
-    with pytest.raises(InputFileError) as err:
-        run_recoil_skim([str(path)], cutflow_only=True)
-    message = str(err.value)
-    assert str(path) in message and "'Events'" in message and "\n" not in message
 
 
 def test_missing_selection_branch(tmp_path: Path, skim_file: Path) -> None:

@@ -372,33 +372,6 @@ def test_cutflow_helper_rejects_reserved_and_duplicate_names() -> None:
 # ------------------------------------------------------------------ bad inputs
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.root"
-    with pytest.raises(InputFileError) as err:
-        run_vh_skim([str(missing)])
-    message = str(err.value)
-    assert str(missing) in message and "does not exist" in message and "\n" not in message
-
-
-def test_file_without_events_tree(tmp_path: Path) -> None:
-    import uproot
-
-    path = tmp_path / "other.root"
-    with uproot.recreate(path) as f:
-        f["Other"] = {"x": np.arange(3, dtype=np.float32)}
-    with pytest.raises(InputFileError) as err:
-        run_vh_skim([str(path)])
-    message = str(err.value)
-    assert str(path) in message and "'Events'" in message and "Other" in message and "\n" not in message
-
-
-def test_not_a_root_file(tmp_path: Path) -> None:
-    path = tmp_path / "text.root"
-    path.write_text("not root\n")
-    with pytest.raises(InputFileError, match="not a readable ROOT file"):
-        run_vh_skim([str(path)])
-
-
 def test_missing_branch_names_file_and_branch(tmp_path: Path, skim_file: Path) -> None:
     path = write_events(tmp_path / "no_tight.root", _events()[:2], skip_muon=("tightId",))
     with pytest.raises(MissingBranchError) as err:
