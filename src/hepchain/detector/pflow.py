@@ -35,9 +35,10 @@ as calorimeter clusters linked to tracks):
 So charged-shower fluctuations (F_em, lateral profile) leak into neutral
 energy, neutral energy under a charged shower can be lost (confusion), and
 calibrating with the nominal response leaves a pseudo-data tune its residual
-miscalibration.  Charged particles below the curling threshold and muons
-outside the muon system are lost; identified electrons and muons do not enter
-the towers.
+miscalibration.  Charged particles below the curling threshold are lost;
+muons that miss the muon system or fail its identification keep their track
+as a charged hadron candidate; muons (a MIP signal of no consequence here) and
+identified electrons do not enter the towers.
 
 Vertex association: charged candidates from the hard scatter, or from a
 pile-up vertex closer than ``vertex_merge_dz`` to it, get ``fromPV = 3``;
@@ -190,7 +191,10 @@ def build_pf(particles: Table, pv_z: np.ndarray, tune: Tune, rng: np.random.Gene
     u_lep[lep] = rs["muons"].random(len(lep))
     muon = is_mu & (np.abs(eta) < tune.muon_eta_max) & (pt > 3.0) & (u_lep < tune.muon_eff)
     electron = is_e & tracked & (np.abs(eta) < tune.electron_eta_max) & (pt > 5.0) & (u_lep < tune.electron_reco_eff)
-    track_hadron = tracked & ~muon & ~electron & ~is_mu  # tracked non-lepton, or tracked electron not identified
+    # every other track is a charged hadron candidate: hadrons, unidentified electrons and muons that fail the
+    # muon ID or miss the muon system (CMS PF keeps their tracks, arXiv:1706.04965 sect. 6.2; without that a lost
+    # muon becomes fake MET)
+    track_hadron = tracked & ~muon & ~electron
     lost = charged & (pt < tune.track_pt_min) & ~muon
 
     # ---- showers of everything that reaches the calorimeter, except identified leptons and muons

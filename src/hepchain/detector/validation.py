@@ -641,6 +641,49 @@ def electron_images(d: RoleData) -> dict[str, Any]:
     }
 
 
+TEST_BEAM_ENERGIES = (10.0, 20.0, 40.0, 80.0, 120.0, 180.0, 245.0)  # GeV: the range of the ATLAS barrel-module beam test
+
+
+def beam_test_resolution(n_per_energy: int = 600, seed: int = 20060601, n_boot: int = 40) -> dict[str, Any]:
+    """sigma(E)/E of the electron cluster measured as in a test beam: single electrons, no pile-up, noise subtracted.
+
+    The ATLAS barrel-module test (NIM A 568 (2006) 601) fired electrons of
+    10-245 GeV at a module and quoted a/sqrt(E) (+) b after subtracting the
+    electronic noise measured from pedestals.  Here: ``n_per_energy`` electrons
+    per energy of :data:`TEST_BEAM_ENERGIES`, |eta| uniform in 0.05-0.75 (the
+    module's coverage), random sign and phi, vertex at the origin, the nominal
+    tune's full cell simulation (upstream material, sampling, presampler,
+    leakage, electronic noise) and the standard 3x7 cluster calibration; the
+    noise term is the spread of the same cluster with nothing deposited.  The
+    fit is :func:`~hepchain.detector.calo_images.fit_resolution` (eIQR widths);
+    errors are the spread of ``n_boot`` bootstrap refits.
+    """
+    from dataclasses import replace
+
+    from .calo_images import fire_electrons, fit_resolution
+    from .tune import NOMINAL
+
+    rng = np.random.default_rng(seed)
+    energies = np.repeat(np.asarray(TEST_BEAM_ENERGIES), n_per_energy)
+    eta = rng.uniform(0.05, 0.75, len(energies)) * np.where(rng.random(len(energies)) < 0.5, -1.0, 1.0)
+    shot = fire_electrons(energies, eta, NOMINAL, np.random.default_rng(seed + 1), store_cells=False)
+    dark = fire_electrons(energies, eta, replace(NOMINAL, cells_min_energy=1e9), np.random.default_rng(seed + 2), store_cells=False)
+    w_ps = NOMINAL.cells_calib_ps_weight[0]
+    # the calibration scales E_acc + w E_ps by about 1/0.95 in this range: the noise of the calibrated energy
+    noise = float(np.std(dark.scalars["e_acc"] + w_ps * dark.scalars["e_ps"])) / 0.95
+    e_reco = shot.scalars["energy"].astype(np.float64)
+    a, b, c, widths = fit_resolution(energies, e_reco, noise)
+    boot = np.empty((n_boot, 2))
+    groups = [np.flatnonzero(energies == e) for e in TEST_BEAM_ENERGIES]
+    for i in range(n_boot):
+        idx = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        boot[i] = fit_resolution(energies[idx], e_reco[idx], noise)[:2]
+    return {
+        "a": a, "a_err": float(np.std(boot[:, 0])), "b": b, "b_err": float(np.std(boot[:, 1])), "noise_gev": c,
+        "energies": list(TEST_BEAM_ENERGIES), "relative_widths": widths.tolist(), "n_per_energy": n_per_energy,
+    }
+
+
 def validate_electrons(data: Mapping[str, RoleData], skip: Skips) -> dict[str, Any]:
     """Electrons of the ``zee`` role: response, resolution, sigma(E)/E fit, Z peak, pseudo-data shifts, cells."""
     out: dict[str, Any] = {"checks": {}, "curves": {}, "zpeak": {}}
@@ -694,17 +737,24 @@ def validate_electrons(data: Mapping[str, RoleData], skip: Skips) -> dict[str, A
         efit = fit_energy_resolution(*e_args, c_fixed=NOMINAL.em_noise)
         out["energy_resolution_fit"] = efit
         out["energy_resolution_fit_free_noise"] = fit_energy_resolution(*e_args)
-        if not math.isfinite(efit["a"]):
-            chk["stochastic_term"] = skip("electrons.stochastic_term", "fewer than 3 energy bins with enough electrons for the fit")
-        else:
-            chk["stochastic_term"] = check(
-                efit["a"], efit["a_err"], (0.08, 0.13), SRC["em_stochastic"],
-                "a of sigma(E)/E = a/sqrt(E) (+) b (+) c/E fitted (least squares) to the core sigma/mu of E_reco/E_gen in bins "
-                f"of E_gen, prompt electrons, |eta_gen| < 1.37; noise term c fixed to the electronic noise Tune.em_noise = "
-                f"{NOMINAL.em_noise} GeV as test-beam fits fix it from pedestals (pile-up noise is absorbed in a and b); the fit with "
-                "c free is in energy_resolution_fit_free_noise",
-                constant_term=efit["b"], constant_term_err=efit["b_err"], noise_term_gev=efit["c"], noise_term_err=efit["c_err"],
-            )
+        # in situ (Z -> ee, pile-up, upstream material of the inner detector, the angular spread of Z electrons): an
+        # effective stochastic term, larger than the calorimeter's own; reported, compared with the test beam below
+        out["energy_resolution_fit"]["definition"] = (
+            "a, b of sigma(E)/E = a/sqrt(E) (+) b (+) c/E fitted (least squares) to the core sigma/mu of E_reco/E_gen in bins "
+            f"of E_gen, prompt Z -> ee electrons, |eta_gen| < 1.37, c fixed to Tune.em_noise = {NOMINAL.em_noise} GeV; an "
+            "in-situ effective term (material, pile-up), not the calorimeter's stochastic term, which is checked with the test "
+            "beam setup (stochastic_term)"
+        )
+    beam = beam_test_resolution()
+    out["test_beam"] = beam
+    chk["stochastic_term"] = check(
+        beam["a"], beam["a_err"], (0.08, 0.13), SRC["em_stochastic"],
+        "a of sigma(E)/E = a/sqrt(E) (+) b (+) c/E fitted to the eIQR width of E_cluster/E of single electrons fired as in the "
+        f"ATLAS barrel-module beam test: {beam['n_per_energy']} per energy at {', '.join(f'{e:g}' for e in TEST_BEAM_ENERGIES)} "
+        "GeV, |eta| < 0.75, no pile-up, full cell simulation and 3x7 cluster calibration; c = the noise of the same cluster "
+        "with nothing deposited (noise subtraction, as the test beam does from pedestals)",
+        constant_term=beam["b"], constant_term_err=beam["b_err"], noise_term_gev=beam["noise_gev"],
+    )
     if fits.get("nominal", {}).get("status") == "ok":
         f = fits["nominal"]
         chk["zpeak_sigma_cb"] = check(
