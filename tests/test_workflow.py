@@ -21,6 +21,7 @@ STUDY_TARGETS = {
         "minbias_library", "generate", "simulate", "skim_vh", "features_vh", "train_vh", "infer_vh", "binning_vh",
     ),
     "results/detector/validation.json": ("minbias_library", "generate", "simulate", "validate_detector"),
+    "results/vh/hpo.json": ("minbias_library", "generate", "simulate", "skim_vh", "features_vh", "hpo_vh"),
     **{
         f"results/{study}/features.parquet": ("minbias_library", "generate", "simulate", "skim_study", "features_study")
         for study in ("recoil", "ditau", "jets", "electrons")
@@ -47,6 +48,12 @@ def test_dry_run_default_config(tmp_path: Path, target: str) -> None:
     out = r.stdout + r.stderr
     for rule in STUDY_TARGETS[target]:
         assert re.search(rf"^{rule}\s+\d+$", out, flags=re.M), (rule, out[-2000:])
+
+
+def test_hpo_is_an_optional_target(tmp_path: Path) -> None:
+    r = snakemake("-n", "--cores", "8", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not re.search(r"^hpo_vh\s+\d+$", r.stdout + r.stderr, flags=re.M)
 
 
 def test_validation_simulates_pseudodata_from_the_same_generated_events(tmp_path: Path) -> None:

@@ -388,6 +388,23 @@ def _binning_vh(ns: argparse.Namespace) -> None:
     print(json.dumps({k: report[k] for k in ("edges", "z0_mva", "z0_cut_based", "z0_ratio")}, indent=2))
 
 
+@args(
+    lambda p: (
+        p.add_argument("--features", required=True, type=Path),
+        p.add_argument("--config", required=True, help="JSON: {hpo, training, n_folds, classes, seed}"),
+        p.add_argument("--out", required=True, type=Path, help="hpo.json"),
+        p.add_argument("--figures", required=True, type=Path),
+        p.add_argument("--storage", default=None, help="Optuna journal file (or RDB URL) shared by parallel workers"),
+        p.add_argument("--n-jobs", type=int, default=None, help="trials in parallel threads (overrides vh.hpo.n_jobs)"),
+    )
+)
+@command("hpo-vh", "Optuna search of the VH network (seed 003's space; optional target results/vh/hpo.json)")
+def _hpo_vh(ns: argparse.Namespace) -> None:
+    from .ml.hpo import run
+
+    run(ns)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -4,6 +4,9 @@ VH_FOLDS = list(range(VH["n_folds"]))
 VH_FIGURES = [
     "discriminant_binned", "roc_vh", "input_shapes", "confusion_matrix", "training_curves", "cutflow",
 ]
+VH_HPO_FIGURES = ["hpo_history", "hpo_importance"]
+# Wall-time limit of the optional search [min]: its timeout plus a margin, else 4 h.
+VH_HPO_RUNTIME = int(VH["hpo"]["timeout_s"] // 60) + 30 if VH["hpo"]["timeout_s"] else 240
 
 
 rule skim_vh:
@@ -135,3 +138,33 @@ rule binning_vh:
         "python -m hepchain binning-vh --features {input.features} --scores {input.scores} --config {params.config:q}"
         " --config-hash {params.config_hash} --out {output.binning} --figures {params.figures}"
         " --histories {input.histories} --cutflows {input.cutflows} > {log} 2>&1"
+
+
+rule hpo_vh:
+    # Optional target (not part of all): Optuna search of the network on fold 0's split (hepchain.ml.hpo).
+    # Parallel trials: vh.hpo.n_jobs threads here; more workers join through a vh.hpo.storage journal file.
+    input:
+        "results/vh/features.parquet",
+    output:
+        json="results/vh/hpo.json",
+        figures=expand("results/vh/figures/{name}.{ext}", name=VH_HPO_FIGURES, ext=["pdf", "png"]),
+    params:
+        config=as_json(
+            {"hpo": VH["hpo"], "training": VH["training"], "n_folds": VH["n_folds"], "classes": VH["classes"],
+             "seed": config["seed"]}
+        ),
+        figures=lambda w, output: os.path.dirname(output.figures[0]),
+    log:
+        "results/logs/vh/hpo.log",
+    benchmark:
+        "results/benchmarks/vh/hpo.tsv"
+    threads: VH["hpo"]["n_jobs"] * VH["training"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=VH_HPO_RUNTIME,
+        gpu=0,
+    conda:
+        "../../envs/hepchain.yaml"
+    shell:
+        "python -m hepchain hpo-vh --features {input} --config {params.config:q} --out {output.json}"
+        " --figures {params.figures} > {log} 2>&1"
