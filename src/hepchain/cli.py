@@ -388,6 +388,40 @@ def _binning_vh(ns: argparse.Namespace) -> None:
     print(json.dumps({k: report[k] for k in ("edges", "z0_mva", "z0_cut_based", "z0_ratio")}, indent=2))
 
 
+# --------------------------------------------------------------------------- generic training engine
+
+
+@args(
+    lambda p: (
+        p.add_argument("--study", required=True, help="recoil | ditau | jets | electrons | vh"),
+        p.add_argument("--table", required=True, type=Path, help="the study's feature table"),
+        p.add_argument("--out", required=True, type=Path, help="output directory (model.ckpt, model.onnx, ...)"),
+        p.add_argument("--config-json", default="{}", help="engine config as JSON (keys: see hepchain.ml.engine)"),
+        p.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default=None, help="overrides the config's"),
+    )
+)
+@command("train", "train one fold of a study's network with the generic engine; checkpoint, ONNX, history, summary")
+def _train(ns: argparse.Namespace) -> None:
+    from .ml.engine import train_study
+
+    try:
+        cfg = json.loads(ns.config_json)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config-json is not valid JSON: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"--config-json must be a JSON object, got {type(cfg).__name__}")
+    if ns.accelerator is not None:
+        cfg["accelerator"] = ns.accelerator
+    cfg.setdefault("progress_bar", _progress())
+    s = train_study(ns.study, ns.table, ns.out, cfg)
+    parity = s["onnx_parity"]["max_abs_diff"]
+    print(
+        f"{s['study']} fold {s['fold']}: {s['rows_used']} rows used ({s['rows_dropped_nan_target']} dropped: NaN target), "
+        f"{s['epochs_run']} epochs, best val_loss {s['best_val_loss']:.6g} at epoch {s['best_epoch']}, "
+        f"{s['train_samples_per_s']:.0f} samples/s on {s['device']}, ONNX parity {parity:.2g} -> {ns.out}"
+    )
+
+
 @args(
     lambda p: (
         p.add_argument("--features", required=True, type=Path),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import gensim, skim
+from . import gensim, skim, train
 
-BENCHMARKS = {"gensim": gensim.main, "skim": skim.main}
+BENCHMARKS = {"gensim": gensim.main, "skim": skim.main, "train": train.main}
 
 
 def main() -> None:
