@@ -444,3 +444,63 @@ def test_float32_inputs_work() -> None:
     loss = recoil_bias_penalty_loss(pred, torch.tensor(RECOIL_TARGET), alpha=2.0)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, torch.tensor(1.0256), rtol=1e-6, atol=1e-6)
+
+
+# --- check=False: the engine's sync-free path -------------------------------------------
+
+
+def _value_and_grad(fn, pred: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[no-untyped-def]
+    p = pred.detach().clone().requires_grad_(True)
+    value = fn(p)
+    (grad,) = torch.autograd.grad(value, p)
+    return value.detach(), grad
+
+
+def test_check_false_gives_the_same_value_and_gradient() -> None:
+    g = torch.Generator().manual_seed(3)
+    n = 32
+    w = torch.rand(n, generator=g, dtype=torch.float64) + 0.1
+    y = torch.rand(n, 1, generator=g, dtype=torch.float64) * 100 + 50
+    p = y * (1 + 0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64))
+    is_data = torch.arange(n) % 3 == 0
+    u = torch.randn(n, 2, generator=g, dtype=torch.float64) * 20
+    u[0] = 0.0  # below min_pt: out of the bias term
+    sig = torch.rand(n, generator=g, dtype=torch.float64) + 0.5
+    pt_reco = torch.rand(n, generator=g, dtype=torch.float64) * 500 + 800
+    pairs = torch.arange(n).reshape(-1, 2)
+    cases = {
+        "recoil": (lambda x, c: recoil_bias_penalty_loss(x, u * 1.1, 2.0, w, check=c), u),
+        "mape": (lambda x, c: mape_loss(x, y, w, check=c), p),
+        "mape_sqrt": (lambda x, c: mape_sqrt_loss(x, y, w, check=c), p),
+        "mirrored": (lambda x, c: mirrored_boundary_loss(x, y, 50.0, 150.0, weight=w, check=c), p),
+        "relative_mc_data": (lambda x, c: relative_energy_loss(x, y, is_data, 0.5, w, check=c), p),
+        "relative_mc_only": (lambda x, c: relative_energy_loss(x, y, weight=w, norm="abs", check=c), p),
+        "nll_asymmetry": (lambda x, c: gaussian_nll_asymmetry_loss(x[:, 0], sig, y[:, 0] / 100, pt_reco, pairs, 1.5, w, check=c),
+                          torch.rand(n, 1, generator=g, dtype=torch.float64) + 0.5),
+    }
+    for name, (fn, x) in cases.items():
+        checked = _value_and_grad(lambda q: fn(q, True), x)  # noqa: B023
+        fast = _value_and_grad(lambda q: fn(q, False), x)  # noqa: B023
+        torch.testing.assert_close(fast, checked, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_check_false_masked_mean_without_rows_is_a_connected_zero() -> None:
+    pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    loss = recoil_bias_penalty_loss(pred, torch.zeros(2, 2), alpha=3.0, check=False)  # no row above min_pt
+    (grad,) = torch.autograd.grad(loss, pred)
+    torch.testing.assert_close(loss, (pred.detach() ** 2).mean())
+    torch.testing.assert_close(grad, pred.detach() / 2)
+    data_only = relative_energy_loss(pred[:, :1], torch.ones(2, 1), torch.ones(2, dtype=torch.bool), 2.0, check=False)
+    torch.testing.assert_close(data_only, 2.0 * relative_energy_loss(pred[:, :1], torch.ones(2, 1)))
+
+
+def test_check_false_clamps_a_non_positive_mu_instead_of_raising() -> None:
+    ones = torch.ones(4)
+    mu = torch.tensor([1.0, -1.0, 1.0, 1.0])
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    with pytest.raises(HepchainError, match="'mu' must be > 0"):
+        gaussian_nll_asymmetry_loss(mu, ones, ones, ones * 100, pairs, 1.0)
+    loss = gaussian_nll_asymmetry_loss(mu, ones, ones, ones * 100, pairs, 1.0, check=False)
+    a = (1.0 - 1e-6) / (0.5 * (1.0 + 1e-6))  # the clamped pair's asymmetry; the other pair's is 0
+    nll = (0.5 * (mu - 1.0) ** 2).mean()
+    torch.testing.assert_close(loss, nll + torch.tensor([a, 0.0]).std(), rtol=1e-6, atol=1e-6)

@@ -85,7 +85,6 @@ raising when it is not positive.
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import inspect
 import json
@@ -104,7 +103,6 @@ import lightning
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -281,35 +279,19 @@ def resolve_accelerator(accelerator: str) -> str:
 # --------------------------------------------------------------------------- sync-free losses
 
 
-def _wmean(values: Tensor, weight: Tensor) -> Tensor:
-    """``sum w v / sum w`` without checking the total (validated per split on loading)."""
-    return (weight * values).sum() / weight.sum()
-
-
-def _wmean_where(values: Tensor, weight: Tensor, mask: Tensor) -> Tensor:
-    """Weighted mean over the rows of ``mask``; a graph-connected 0 when the rows' weights sum to 0.
-
-    Same value as ``hepchain.ml.losses._masked_mean`` without its
-    ``bool(mask.any())`` branch (``values`` must be finite on every row).
-    """
-    w = weight * mask.to(values.dtype)
-    total = w.sum()
-    nonzero = total != 0
-    safe = torch.where(nonzero, total, torch.ones_like(total))
-    return torch.where(nonzero, (w * values).sum() / safe, (values * 0.0).sum())
-
-
-class EngineLoss(abc.ABC):
+class EngineLoss:
     """A loss of :mod:`hepchain.ml.losses` applied to ``(pred, batch)`` without host syncs.
 
-    ``options`` are the keyword parameters of the original function (checked
-    against its signature and validated once by calling it on a tiny CPU
-    example, so bad values raise its own :class:`ConfigError`).
+    The loss is called with ``check=False``: its value checks (which read the
+    tensors on the host every call) are done once on the whole table when it
+    is loaded.  ``options`` are the keyword parameters of the loss function
+    (checked against its signature and validated once by calling it on a tiny
+    CPU example, so bad values raise its own :class:`ConfigError`).
     """
 
     name: str = ""
-    #: Arguments of the original function that come from the batch, not from the config.
-    data_args: tuple[str, ...] = ("pred", "target", "weight")
+    #: Arguments of the loss function that come from the batch, not from the config.
+    data_args: tuple[str, ...] = ("pred", "target", "weight", "check")
     #: True when the loss divides by the target (checked once on loading).
     positive_target: bool = False
     classification: bool = False
@@ -337,9 +319,9 @@ class EngineLoss(abc.ABC):
         pred, target = torch.full((4, 1), 2.0), torch.full((4, 1), 1.5)
         self.original(pred, target, weight=torch.ones(4), **self.options)
 
-    @abc.abstractmethod
     def __call__(self, pred: Tensor, batch: Batch) -> Tensor:
         """The scalar loss of a batch: ``pred`` ``(N, n_outputs)``, ``batch`` with ``target``, ``weight`` (+ aux)."""
+        return self.original(pred, batch["target"], weight=batch["weight"], check=False, **self.options)
 
 
 class _WeightedCrossEntropy(EngineLoss):
@@ -364,49 +346,24 @@ class _RecoilBiasPenalty(EngineLoss):
         self.original(torch.ones(4, 2), torch.full((4, 2), 3.0), weight=torch.ones(4), **self.options)
 
     def __call__(self, pred: Tensor, batch: Batch) -> Tensor:
-        target, weight = batch["target"], batch["weight"]
-        if pred.shape[-1] != 2 or target.shape[-1] != 2:
+        if pred.shape[-1] != 2 or batch["target"].shape[-1] != 2:
             raise ConfigError("loss 'recoil_bias_penalty' needs 2 targets (the recoil x, y) and 2 outputs")
-        mse = _wmean(((pred - target) ** 2).mean(dim=1), weight)
-        alpha, min_pt = float(self.options["alpha"]), float(self.options["min_pt"])
-        if alpha == 0.0:
-            return mse
-        pt2 = (target**2).sum(dim=1)
-        valid = (pt2 >= min_pt**2) & (pt2 > 0)
-        safe_pt2 = torch.where(valid, pt2, torch.ones_like(pt2))
-        response = (pred * target).sum(dim=1) / safe_pt2
-        penalty = torch.where(valid, (1.0 - response) ** 2, torch.zeros_like(response))
-        return mse + alpha * _wmean_where(penalty, weight, valid)
+        return super().__call__(pred, batch)
 
 
 class _Mape(EngineLoss):
     name = "mape"
     positive_target = True
 
-    def __call__(self, pred: Tensor, batch: Batch) -> Tensor:
-        return _wmean(L._mape_rows(pred, batch["target"]).reshape(-1), batch["weight"])
-
 
 class _MapeSqrt(EngineLoss):
     name = "mape_sqrt"
     positive_target = True
 
-    def __call__(self, pred: Tensor, batch: Batch) -> Tensor:
-        return _wmean(L._mape_sqrt_rows(pred, batch["target"]).reshape(-1), batch["weight"])
-
 
 class _MirroredBoundary(EngineLoss):
     name = "mirrored_boundary"
     positive_target = True
-
-    def __call__(self, pred: Tensor, batch: Batch) -> Tensor:
-        o = self.options
-        target = batch["target"]
-        rows = L._mape_rows(pred, target) if o["base"] == "mape" else L._mape_sqrt_rows(pred, target)
-        factor = L.mirrored_boundary_factor(
-            pred, target, o["low"], o["high"], upper_factor=o["upper_factor"], lower_factor=o["lower_factor"]
-        )
-        return _wmean((factor * rows).reshape(-1), batch["weight"])
 
     def _validate(self) -> None:
         self.original(torch.full((4, 1), 60.0), torch.full((4, 1), 70.0), weight=torch.ones(4), **self.options)
@@ -414,9 +371,7 @@ class _MirroredBoundary(EngineLoss):
 
 class _GaussianNllAsymmetry(EngineLoss):
     name = "gaussian_nll_asymmetry"
-    data_args = ("mu", "sigma", "target", "pt_reco", "pairs", "weight")
-    #: Lower clamp of mu in the asymmetry term (the original raises for mu <= 0 on paired rows).
-    min_mu = 1e-6
+    data_args = ("mu", "sigma", "target", "pt_reco", "pairs", "weight", "check")
 
     def n_outputs(self, n_targets: int) -> int:
         if n_targets != 1:
@@ -429,34 +384,17 @@ class _GaussianNllAsymmetry(EngineLoss):
         self.original(ones, ones, ones, ones * 100, pairs, weight=ones, **self.options)
 
     def __call__(self, pred: Tensor, batch: Batch) -> Tensor:
-        mu, sigma = pred[:, 0], pred[:, 1]
-        target, weight = batch["target"][:, 0], batch["weight"]
-        s = sigma.clamp(min=float(self.options["min_sigma"]))
-        nll = _wmean(0.5 * (mu - target) ** 2 / s**2 + s.log(), weight)
-        pairs = batch["pairs"]
-        f = float(self.options["f"])
-        if pairs.shape[0] < 2 or f == 0.0:
-            return nll
-        pt = mu.clamp(min=self.min_mu) * batch["pt_reco"]
-        ref, probe = pt[pairs[:, 0]], pt[pairs[:, 1]]
-        asymmetry = (ref - probe) / (0.5 * (ref + probe))
-        return nll + f * L._std_or_zero(asymmetry)
+        return self.original(
+            pred[:, 0], pred[:, 1], batch["target"][:, 0], batch["pt_reco"], batch["pairs"],
+            weight=batch["weight"], check=False, **self.options,
+        )
 
 
 class _RelativeEnergy(EngineLoss):
     name = "relative_energy"
-    data_args = ("pred", "target", "is_data", "weight")
+    data_args = ("pred", "target", "is_data", "weight", "check")
     positive_target = True
-
-    def __call__(self, pred: Tensor, batch: Batch) -> Tensor:
-        target, weight = batch["target"], batch["weight"]
-        re = ((pred - target) / target).reshape(-1)
-        if self.options["norm"] == "huber":
-            rows = F.huber_loss(re, torch.zeros_like(re), reduction="none", delta=float(self.options["delta"]))
-        else:
-            rows = re.abs()
-        # all rows are MC rows (is_data None): the data part of the original is 0
-        return _wmean(rows, weight)
+    # every row is an MC row (is_data None): the data part of the loss is 0
 
 
 #: The engine's loss adapters by name (every loss of :data:`hepchain.ml.losses.LOSSES`).

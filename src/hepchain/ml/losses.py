@@ -10,6 +10,15 @@
 * ``electrons`` (seed 004): :func:`relative_energy_loss`.
 
 :func:`get_loss` looks a loss up by name in :data:`LOSSES`.
+
+Every regression loss takes ``check`` (default True): the checks of values
+(positive targets, finite weights, a positive weight total, valid pairs and
+sigma) read the tensors on the host, a GPU->CPU sync per call.  The training
+engine validates its data once when loading and calls the losses with
+``check=False``, which computes the same value without any sync (masked
+means with ``torch.where``; in the jets loss a mu <= 0 on a paired row is
+clamped at :data:`MIN_MU` instead of raising).  Shape and parameter checks
+are plain Python and always run.
 """
 
 from __future__ import annotations
@@ -90,6 +99,8 @@ def class_balanced_weights(
 RECOIL_MIN_PT = 1.0
 #: Default lower clamp of the predicted sigma in the Gaussian NLL.
 MIN_SIGMA = 1e-6
+#: Lower clamp of mu in the asymmetry term with ``check=False`` (with checks a mu <= 0 on a paired row raises).
+MIN_MU = 1e-6
 #: Default Huber transition |RE| of the electron relative-energy loss.
 RELATIVE_HUBER_DELTA = 0.05
 
@@ -119,7 +130,9 @@ def _check_column(name: str, x: Tensor) -> int:
     return int(x.shape[0])
 
 
-def _check_positive(name: str, x: Tensor, reason: str = "the loss divides by it") -> None:
+def _check_positive(name: str, x: Tensor, reason: str = "the loss divides by it", check: bool = True) -> None:
+    if not check:
+        return
     bad = ~(x > 0)  # also catches NaN
     if bool(bad.any()):
         raise HepchainError(
@@ -128,30 +141,39 @@ def _check_positive(name: str, x: Tensor, reason: str = "the loss divides by it"
         )
 
 
-def _check_weight(weight: Tensor | None, n: int) -> None:
+def _check_weight(weight: Tensor | None, n: int, check: bool = True) -> None:
     if weight is None:
         return
     _check_rows("weight", weight, (n,))
-    if not bool(torch.isfinite(weight).all()):
+    if check and not bool(torch.isfinite(weight).all()):
         raise HepchainError(f"argument 'weight' has {int((~torch.isfinite(weight)).sum())} NaN/inf values")
 
 
-def _weighted_mean(values: Tensor, weight: Tensor | None, what: str = "rows") -> Tensor:
-    """``sum w l / sum w`` (plain mean without ``weight``) of ``values`` ``[N]``."""
+def _weighted_mean(values: Tensor, weight: Tensor | None, what: str = "rows", check: bool = True) -> Tensor:
+    """``sum w l / sum w`` (plain mean without ``weight``) of ``values`` ``[N]``; ``check``: the total must be > 0."""
     if weight is None:
         return values.mean()
     total = weight.sum()
-    if not bool(total > 0):
+    if check and not bool(total > 0):
         raise HepchainError(f"argument 'weight' sums to {float(total):g} over the {what}; the total must be > 0")
     return (weight * values).sum() / total
 
 
-def _masked_mean(values: Tensor, weight: Tensor | None, mask: Tensor, what: str) -> Tensor:
+def _masked_mean(values: Tensor, weight: Tensor | None, mask: Tensor, what: str, check: bool = True) -> Tensor:
     """Weighted mean of ``values`` over the rows where ``mask`` is True.
 
     Without such rows the result is a zero that is still connected to the
     graph (gradient 0, never NaN).  ``values`` must be finite on every row.
+    Without ``check`` the same value is computed with ``torch.where`` and no
+    host sync (a zero also when the rows' weights sum to 0, where ``check``
+    raises).
     """
+    if not check:
+        w = mask.to(values.dtype) if weight is None else weight * mask.to(values.dtype)
+        total = w.sum()
+        nonzero = total != 0
+        safe = torch.where(nonzero, total, torch.ones_like(total))
+        return torch.where(nonzero, (w * values).sum() / safe, (values * 0.0).sum())
     if not bool(mask.any()):
         return (values * 0.0).sum()
     sub_weight = None if weight is None else weight[mask]
@@ -184,6 +206,7 @@ def recoil_bias_penalty_loss(
     weight: Tensor | None = None,
     *,
     min_pt: float = RECOIL_MIN_PT,
+    check: bool = True,
 ) -> Tensor:
     r"""MSE of the predicted W pT vector plus a penalty on the recoil bias (seed 000).
 
@@ -237,17 +260,17 @@ def recoil_bias_penalty_loss(
         raise HepchainError(f"argument 'pred' must have shape [N, 2] with N > 0, got {tuple(pred.shape)}")
     n = int(pred.shape[0])
     _check_rows("target", target, (n, 2))
-    _check_weight(weight, n)
+    _check_weight(weight, n, check)
     _check_nonnegative_param("alpha", alpha)
     _check_nonnegative_param("min_pt", min_pt)
 
-    mse = _weighted_mean(((pred - target) ** 2).mean(dim=1), weight)
+    mse = _weighted_mean(((pred - target) ** 2).mean(dim=1), weight, check=check)
     pt2 = (target**2).sum(dim=1)
     valid = (pt2 >= min_pt**2) & (pt2 > 0)
     safe_pt2 = torch.where(valid, pt2, torch.ones_like(pt2))
     response = (pred * target).sum(dim=1) / safe_pt2
     penalty = torch.where(valid, (1.0 - response) ** 2, torch.zeros_like(response))
-    bias_term = _masked_mean(penalty, weight, valid, f"rows with |target| >= min_pt = {min_pt:g}")
+    bias_term = _masked_mean(penalty, weight, valid, f"rows with |target| >= min_pt = {min_pt:g}", check)
     return mse + alpha * bias_term
 
 
@@ -262,7 +285,7 @@ def _mape_sqrt_rows(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).abs() / target.sqrt()
 
 
-def mape_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+def mape_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None, *, check: bool = True) -> Tensor:
     r"""Mean absolute percentage error (seed 001, "chosen hyperparameters").
 
     .. math:: MAPE = \frac{100}{N} \sum_i \left| \frac{y_{pred,i} - y_i}{y_i} \right|
@@ -271,12 +294,12 @@ def mape_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Ten
     shape, ``[N]`` or ``[N, 1]``; ``target`` must be > 0.
     """
     n = _check_column_pair(pred, target)
-    _check_weight(weight, n)
-    _check_positive("target", target)
-    return _weighted_mean(_mape_rows(pred, target).reshape(n), weight)
+    _check_weight(weight, n, check)
+    _check_positive("target", target, check=check)
+    return _weighted_mean(_mape_rows(pred, target).reshape(n), weight, check=check)
 
 
-def mape_sqrt_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+def mape_sqrt_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None, *, check: bool = True) -> Tensor:
     r"""MAPE times sqrt(y): the seed-001 loss that constrains high masses better.
 
     .. math:: MAPE_{sqrt} = \frac{1}{N} \sum_i \frac{|y_{pred,i} - y_i|}{\sqrt{y_i}}
@@ -286,9 +309,9 @@ def mape_sqrt_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -
     must be > 0.
     """
     n = _check_column_pair(pred, target)
-    _check_weight(weight, n)
-    _check_positive("target", target)
-    return _weighted_mean(_mape_sqrt_rows(pred, target).reshape(n), weight)
+    _check_weight(weight, n, check)
+    _check_positive("target", target, check=check)
+    return _weighted_mean(_mape_sqrt_rows(pred, target).reshape(n), weight, check=check)
 
 
 def mirrored_boundary_factor(
@@ -331,6 +354,7 @@ def mirrored_boundary_loss(
     *,
     upper_factor: float = 0.0,
     lower_factor: float = 0.1,
+    check: bool = True,
 ) -> Tensor:
     r"""Base loss times the mirrored-boundary factor (seed 001, "custom loss").
 
@@ -355,8 +379,8 @@ def mirrored_boundary_loss(
     must be > 0; ``low < high``.
     """
     n = _check_column_pair(pred, target)
-    _check_weight(weight, n)
-    _check_positive("target", target)
+    _check_weight(weight, n, check)
+    _check_positive("target", target, check=check)
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ConfigError(f"loss parameters need finite low < high, got low={low!r}, high={high!r}")
     _check_nonnegative_param("upper_factor", upper_factor)
@@ -370,13 +394,13 @@ def mirrored_boundary_loss(
     factor = mirrored_boundary_factor(
         pred, target, low, high, upper_factor=upper_factor, lower_factor=lower_factor
     )
-    return _weighted_mean((factor * rows).reshape(n), weight)
+    return _weighted_mean((factor * rows).reshape(n), weight, check=check)
 
 
 # --- seed 002: jet calibration ------------------------------------------------
 
 
-def dijet_asymmetry(pt_ref: Tensor, pt_probe: Tensor) -> Tensor:
+def dijet_asymmetry(pt_ref: Tensor, pt_probe: Tensor, *, check: bool = True) -> Tensor:
     r"""Dijet asymmetry :math:`A = (p_T^{ref} - p_T^{probe}) / p_T^{avg}` (seed 002).
 
     :math:`p_T^{avg} = (p_T^{ref} + p_T^{probe}) / 2`, element-wise for
@@ -389,7 +413,7 @@ def dijet_asymmetry(pt_ref: Tensor, pt_probe: Tensor) -> Tensor:
             f"argument 'pt_ref' has shape {tuple(pt_ref.shape)}, 'pt_probe' {tuple(pt_probe.shape)}; they must match"
         )
     pt_avg = 0.5 * (pt_ref + pt_probe)
-    _check_positive("pt_ref + pt_probe", pt_avg, "A divides by pt_avg")
+    _check_positive("pt_ref + pt_probe", pt_avg, "A divides by pt_avg", check)
     return (pt_ref - pt_probe) / pt_avg
 
 
@@ -411,6 +435,7 @@ def gaussian_nll_asymmetry_loss(
     weight: Tensor | None = None,
     *,
     min_sigma: float = MIN_SIGMA,
+    check: bool = True,
 ) -> Tensor:
     r"""Gaussian NLL of the calibration factor plus ``f`` times the in-batch sigma_A (seed 002).
 
@@ -458,7 +483,7 @@ def gaussian_nll_asymmetry_loss(
     _check_rows("sigma", sigma, (n,))
     _check_rows("target", target, (n,))
     _check_rows("pt_reco", pt_reco, (n,))
-    _check_weight(weight, n)
+    _check_weight(weight, n, check)
     _check_nonnegative_param("f", f)
     if not (isinstance(min_sigma, int | float) and math.isfinite(min_sigma) and min_sigma > 0):
         raise ConfigError(f"loss parameter 'min_sigma' must be a finite number > 0, got {min_sigma!r}")
@@ -466,22 +491,26 @@ def gaussian_nll_asymmetry_loss(
         raise HepchainError(f"argument 'pairs' must be an int64 tensor, got {getattr(pairs, 'dtype', type(pairs).__name__)}")
     if pairs.ndim != 2 or pairs.shape[1] != 2:
         raise HepchainError(f"argument 'pairs' must have shape [P, 2], got {tuple(pairs.shape)}")
-    if pairs.numel() and bool(((pairs < 0) | (pairs >= n)).any()):
-        raise HepchainError(f"argument 'pairs' has row indices outside 0..{n - 1}")
-    if bool((pairs[:, 0] == pairs[:, 1]).any()):
-        raise HepchainError("argument 'pairs' pairs a row with itself (ref and probe must be different jets)")
-    if bool((sigma < 0).any()) or not bool(torch.isfinite(sigma).all()):
-        raise HepchainError("argument 'sigma' must be finite and >= 0 (use softplus on the network output)")
-    _check_positive("pt_reco", pt_reco)
+    if check:
+        if pairs.numel() and bool(((pairs < 0) | (pairs >= n)).any()):
+            raise HepchainError(f"argument 'pairs' has row indices outside 0..{n - 1}")
+        if bool((pairs[:, 0] == pairs[:, 1]).any()):
+            raise HepchainError("argument 'pairs' pairs a row with itself (ref and probe must be different jets)")
+        if bool((sigma < 0).any()) or not bool(torch.isfinite(sigma).all()):
+            raise HepchainError("argument 'sigma' must be finite and >= 0 (use softplus on the network output)")
+    _check_positive("pt_reco", pt_reco, check=check)
 
     s = sigma.clamp(min=min_sigma)
-    nll = _weighted_mean(0.5 * (mu - target) ** 2 / s**2 + s.log(), weight)
+    nll = _weighted_mean(0.5 * (mu - target) ** 2 / s**2 + s.log(), weight, check=check)
     if pairs.shape[0] < 2:
         return nll
     ref, probe = pairs[:, 0], pairs[:, 1]
-    _check_positive("mu", mu[pairs.reshape(-1)], "on paired rows, calibrated pT = mu * pt_reco; use softplus")
-    pt = mu * pt_reco
-    sigma_a = _std_or_zero(dijet_asymmetry(pt[ref], pt[probe]))
+    if check:
+        _check_positive("mu", mu[pairs.reshape(-1)], "on paired rows, calibrated pT = mu * pt_reco; use softplus")
+        pt = mu * pt_reco
+    else:  # cannot raise without a sync: a non-positive mu is clamped at MIN_MU instead
+        pt = mu.clamp(min=MIN_MU) * pt_reco
+    sigma_a = _std_or_zero(dijet_asymmetry(pt[ref], pt[probe], check=check))
     return nll + f * sigma_a
 
 
@@ -497,6 +526,7 @@ def relative_energy_loss(
     *,
     norm: RelativeNorm = "huber",
     delta: float = RELATIVE_HUBER_DELTA,
+    check: bool = True,
 ) -> Tensor:
     r"""Relative-error energy regression loss on MC and Z-constraint-labelled data (seed 004).
 
@@ -530,8 +560,8 @@ def relative_energy_loss(
     * ``norm="abs"``: :math:`\rho = |RE|`, the absolute relative error.
     """
     n = _check_column_pair(pred, target)
-    _check_weight(weight, n)
-    _check_positive("target", target)
+    _check_weight(weight, n, check)
+    _check_positive("target", target, check=check)
     _check_nonnegative_param("data_weight", data_weight)
     if is_data is None:
         data_mask = torch.zeros(n, dtype=torch.bool, device=pred.device)
@@ -552,8 +582,8 @@ def relative_energy_loss(
         rows = re.abs()
     else:
         raise ConfigError(f"loss parameter 'norm' must be 'huber' or 'abs', got {norm!r}")
-    mc_mean = _masked_mean(rows, weight, ~data_mask, "MC rows")
-    data_mean = _masked_mean(rows, weight, data_mask, "data rows")
+    mc_mean = _masked_mean(rows, weight, ~data_mask, "MC rows", check)
+    data_mean = _masked_mean(rows, weight, data_mask, "data rows", check)
     return mc_mean + data_weight * data_mean
 
 
