@@ -47,8 +47,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import ConfigError, EmptySelectionError, HepchainError
+from .assemble import bookkeeping, check_finite_features, sample_names, sample_weight
 from .spec import Feature, FeatureFunction, FeatureSpec, Table
-from .vh import assign_folds, collinear_fractions, four_momentum, invariant_mass
+from .vh import collinear_fractions, four_momentum, invariant_mass
 
 Array = np.ndarray
 
@@ -277,10 +278,6 @@ def baseline_columns(table: Table) -> dict[str, np.ndarray]:
 OUTPUT_COLUMNS: tuple[str, ...] = (*DITAU_SPEC.names, *TARGETS, *AUX_COLUMNS, "weight", "sample", "event", "fold")
 
 
-def sample_names(skims: Mapping[str, object]) -> list[str]:
-    """Sample names in the order of the ``sample`` index column (sorted)."""
-    return sorted(skims)
-
 
 def build_feature_table(
     skims: Mapping[str, Mapping[str, np.ndarray]],
@@ -318,26 +315,15 @@ def build_feature_table(
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # bad inputs are reported below
             part = DITAU_SPEC.compute_arrays(table, source=source)
         n = len(np.asarray(table["event"]))
-        for name in DITAU_SPEC.names:
-            bad = int((~np.isfinite(part[name])).sum())
-            if bad:
-                raise HepchainError(f"feature '{name}' is NaN or infinite in {bad} event(s) of sample '{sample}'")
-        factor = float(weights.get(sample, 1.0))
-        weight = np.asarray(table["genWeight"], dtype=np.float64) * factor
-        bad = int((~np.isfinite(weight)).sum())
-        if bad:
-            raise HepchainError(f"weight is NaN or infinite in {bad} event(s) of sample '{sample}' (factor {factor!r})")
+        check_finite_features(part, sample, "event(s)")
+        weight = sample_weight(table, n, float(weights.get(sample, 1.0)), sample, "event(s)")
         for target in TARGETS:
             part[target] = np.asarray(table[target], dtype=np.float64)
         baselines = baseline_columns(table)
         for column, dtype in AUX_COLUMNS.items():
             values = baselines[column] if column in _BASELINES else table[column]
             part[column] = np.asarray(values, dtype=dtype)
-        event = np.asarray(table["event"])
-        part["weight"] = weight
-        part["sample"] = np.full(n, index, dtype=np.int32)
-        part["event"] = event.astype(np.uint64)
-        part["fold"] = assign_folds(event, sample, n_folds, seed)
+        part.update(bookkeeping(table["event"], weight, index, sample, n_folds, seed))
         parts.append(part)
     total = sum(len(p["event"]) for p in parts)
     if total == 0:

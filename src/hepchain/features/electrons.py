@@ -41,8 +41,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ..errors import EmptySelectionError, HepchainError
+from .assemble import bookkeeping, check_finite_features, sample_names, sample_weight
 from .spec import Feature, FeatureSpec
-from .vh import assign_folds
 
 Array = np.ndarray
 #: A skim table of :mod:`hepchain.skim.electrons`: column name -> array with one row per probe.
@@ -242,10 +242,6 @@ ELECTRONS_SPEC = FeatureSpec(
 # --------------------------------------------------------------------------- the training table
 
 
-def sample_names(skims: Mapping[str, object]) -> list[str]:
-    """The samples in table order (sorted by name): ``sample`` column values index this list."""
-    return sorted(skims)
-
 
 def build_feature_table(
     skims: Mapping[str, Mapping[str, np.ndarray]],
@@ -277,26 +273,15 @@ def build_feature_table(
             if column not in table:
                 raise HepchainError(f"{source}: column '{column}' is missing (not an electrons skim table?)")
         features = ELECTRONS_SPEC.compute_arrays(table, source=source)
-        for name, values in features.items():
-            if values.dtype != bool:
-                bad = int((~np.isfinite(values)).any(axis=tuple(range(1, values.ndim))).sum()) if values.size else 0
-                if bad:
-                    raise HepchainError(f"feature '{name}' is NaN or infinite in {bad} row(s) of sample '{sample}'")
-        factor = float(weights.get(sample, 1.0))
-        weight = np.asarray(table["genWeight"], dtype=np.float64) * factor
-        if not np.isfinite(weight).all():
-            raise HepchainError(f"weight is NaN or infinite in sample '{sample}' (factor {factor!r})")
-        event = np.asarray(table["event"]).astype(np.uint64)
-        n = len(event)
+        check_finite_features(features, sample, "row(s)")
+        n = len(np.asarray(table["event"]))
+        weight = sample_weight(table, n, float(weights.get(sample, 1.0)), sample, "row(s)")
         part = dict(features)
         for column in TARGETS:
             part[column] = np.asarray(table[column], dtype=np.float64)
         for column in AUX_COLUMNS:
             part[column] = np.asarray(table[column])
-        part["weight"] = weight
-        part["sample"] = np.full(n, index, dtype=np.int32)
-        part["event"] = event
-        part["fold"] = assign_folds(event, sample, n_folds, seed)
+        part.update(bookkeeping(table["event"], weight, index, sample, n_folds, seed))
         parts.append(part)
     total = sum(len(p["event"]) for p in parts)
     if total == 0:

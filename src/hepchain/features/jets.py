@@ -41,8 +41,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import ConfigError, EmptySelectionError, HepchainError
+from .assemble import bookkeeping, check_finite_features, sample_names, sample_weight
 from .spec import Feature, FeatureFunction, FeatureSpec, Table, n_rows
-from .vh import assign_folds
 
 Array = np.ndarray
 
@@ -339,10 +339,6 @@ def spec_for(n_constituents: int) -> FeatureSpec:
     )
 
 
-def sample_names(skims: Mapping[str, object]) -> list[str]:
-    """Sample names in the order of the ``sample`` index of the feature table (sorted)."""
-    return sorted(skims)
-
 
 def build_feature_table(
     skims: Mapping[str, Mapping[str, np.ndarray]],
@@ -378,10 +374,7 @@ def build_feature_table(
         spec = spec_for(k)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # bad inputs are reported below
             arrays = spec.compute_arrays(table, source=source)
-        for name, values in arrays.items():
-            bad = int((~np.isfinite(values)).sum()) if values.dtype.kind == "f" else 0
-            if bad:
-                raise HepchainError(f"feature '{name}' is NaN or infinite in {bad} value(s) of sample '{sample}'")
+        check_finite_features(arrays, sample, "value(s)", per_row=False)
         for column in (*TARGETS, *AUXILIARY, "event"):
             if column not in table:
                 raise HepchainError(f"{source}: column '{column}' is missing")
@@ -389,17 +382,9 @@ def build_feature_table(
             arrays[column] = np.asarray(table[column], dtype=np.float64)
         for column in AUXILIARY:
             arrays[column] = np.asarray(table[column])
-        gen_weight = np.asarray(table["genWeight"], dtype=np.float64) if "genWeight" in table else np.ones(n)
         factor = 1.0 if weights is None else float(weights[sample])
-        weight = gen_weight * factor
-        bad = int((~np.isfinite(weight)).sum())
-        if bad:
-            raise HepchainError(f"weight is NaN or infinite in {bad} row(s) of sample '{sample}' (factor {factor!r})")
-        event = np.asarray(table["event"])
-        arrays["weight"] = weight
-        arrays["sample"] = np.full(n, index, dtype=np.int32)
-        arrays["event"] = event.astype(np.uint64)
-        arrays["fold"] = assign_folds(event, sample, n_folds, seed)
+        weight = sample_weight(table, n, factor, sample, "row(s)")
+        arrays.update(bookkeeping(table["event"], weight, index, sample, n_folds, seed))
         parts.append(arrays)
     if not parts:
         raise EmptySelectionError(f"feature table is empty: no selected jets in samples {', '.join(names) or 'none'}")

@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, EmptySelectionError, HepchainError
+from .assemble import bookkeeping, check_finite_features, sample_names, sample_weight
 from .spec import Feature, FeatureSpec
-from .vh import assign_folds
 
 Array = np.ndarray
 SkimTable = Mapping[str, np.ndarray]
@@ -319,10 +319,6 @@ def spec_for_skims(skims: Mapping[str, SkimTable]) -> FeatureSpec:
 # --------------------------------------------------------------------------- the training table
 
 
-def sample_names(skims: Mapping[str, Any]) -> list[str]:
-    """Sample names in table order (sorted); the ``sample`` column indexes this list."""
-    return sorted(skims)
-
 
 def build_feature_table(
     skims: Mapping[str, SkimTable],
@@ -361,27 +357,14 @@ def build_feature_table(
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # bad inputs are reported below
             features = spec.compute_arrays(table, source=f"recoil skim of sample '{sample}'")
         n = int(np.shape(table["event"])[0])
-        for name, values in features.items():
-            if values.dtype == bool or n == 0:
-                continue
-            bad = int((~np.isfinite(values.reshape(n, -1))).any(axis=1).sum())
-            if bad:
-                raise HepchainError(f"feature '{name}' is NaN or infinite in {bad} event(s) of sample '{sample}'")
-        gen_weight = _col(table, "genWeight") if "genWeight" in table else np.ones(n)
-        weight = gen_weight * factor
-        bad = int((~np.isfinite(weight)).sum())
-        if bad:
-            raise HepchainError(f"weight is NaN or infinite in {bad} event(s) of sample '{sample}' (factor {factor!r})")
+        check_finite_features(features, sample, "event(s)")
+        weight = sample_weight(table, n, factor, sample, "event(s)")
         truth_ux, truth_uy = truth_recoil(_col(table, "w_pt"), _col(table, "w_phi"))
-        event = np.asarray(table["event"])
         columns = {
             **features,
             "truth_ux": truth_ux,
             "truth_uy": truth_uy,
-            "weight": weight,
-            "sample": np.full(n, index, dtype=np.int32),
-            "event": event.astype(np.uint64),
-            "fold": assign_folds(event, sample, n_folds, seed),
+            **bookkeeping(table["event"], weight, index, sample, n_folds, seed),
         }
         for key, values in columns.items():
             parts.setdefault(key, []).append(values)
