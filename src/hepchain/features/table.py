@@ -90,6 +90,20 @@ def write_table(path: str | Path, columns: Mapping[str, np.ndarray], metadata: M
         tmp.unlink(missing_ok=True)
 
 
+def read_schema(path: str | Path) -> Any:
+    """The pyarrow schema of a table file; a missing or unreadable file raises one line naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: table does not exist")
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputFileError(f"{path}: not a readable parquet table ({exc})") from exc
+
+
 def read_table(path: str | Path, columns: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a table written by :func:`write_table`: (columns with their shapes, metadata).
 
@@ -99,13 +113,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None) -> tuple[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: table does not exist")
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise InputFileError(f"{path}: not a readable parquet table ({exc})") from exc
+    schema = read_schema(path)
     meta = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))
     shapes = meta.get("shapes", {})
     names = list(schema.names) if columns is None else list(columns)

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from hepchain.errors import ConfigError, HepchainError, InputFileError
 from hepchain.features.spec import FeatureSpec
+from hepchain.features.table import read_schema
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +122,8 @@ def study_spec(study: str, **sizes: int) -> FeatureSpec:
 def table_columns(path: str | Path) -> dict[str, int | None]:
     """Column names of a feature table with their flattened row size (None for a scalar column)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: feature table does not exist")
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise InputFileError(f"{path}: not a readable parquet table ({exc})") from exc
+    schema = read_schema(path)
     out: dict[str, int | None] = {}
     for f in schema:
         out[f.name] = int(f.type.list_size) if isinstance(f.type, pa.FixedSizeListType) else None
