@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from hepchain.errors import InputFileError
+from hepchain.ml.onnx_export import open_session
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "probabilities"
@@ -68,12 +69,6 @@ def export_onnx(module_or_model: nn.Module, n_inputs: int, path: Path | str) -> 
     return path
 
 
-def _providers() -> list[str]:
-    available = ort.get_available_providers()
-    preferred = [p for p in ("CUDAExecutionProvider",) if p in available]
-    return [*preferred, "CPUExecutionProvider"]
-
-
 class OnnxClassifier:
     """Batched inference through ONNX Runtime for an exported classifier.
 
@@ -83,19 +78,7 @@ class OnnxClassifier:
 
     def __init__(self, path: Path | str, *, threads: int | None = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise InputFileError(f"{self.path}: ONNX model file not found")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=_providers()
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise InputFileError(
-                f"{self.path}: not a loadable ONNX model ({exc})"
-            ) from exc
+        self.session = open_session(self.path, threads=threads)
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
         if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [

@@ -122,6 +122,19 @@ def _providers(cpu_only: bool) -> list[str]:
     return [*preferred, "CPUExecutionProvider"]
 
 
+def open_session(path: Path, *, cpu_only: bool = False, threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session (CUDA provider first unless ``cpu_only``); a missing or bad file raises one line."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: ONNX model file not found")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=_providers(cpu_only))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise InputFileError(f"{path}: not a loadable ONNX model ({exc})") from exc
+
+
 class OnnxModel:
     """Batched inference through ONNX Runtime for a network exported by :func:`export_network`.
 
@@ -132,15 +145,7 @@ class OnnxModel:
 
     def __init__(self, path: Path | str, *, cpu_only: bool = False, threads: int | None = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise InputFileError(f"{self.path}: ONNX model file not found")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=_providers(cpu_only))
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise InputFileError(f"{self.path}: not a loadable ONNX model ({exc})") from exc
+        self.session = open_session(self.path, cpu_only=cpu_only, threads=threads)
         self._inputs = {i.name: i for i in self.session.get_inputs()}
         self.input_names: tuple[str, ...] = tuple(self._inputs)
         outputs = self.session.get_outputs()
