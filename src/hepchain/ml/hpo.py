@@ -63,7 +63,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +76,10 @@ from lightning.pytorch.callbacks import EarlyStopping
 
 from hepchain.errors import ConfigError, HepchainError
 from hepchain.io import write_json_atomic
-from hepchain.ml.datamodule import TensorDataModule, check_finite
-from hepchain.ml.losses import class_balanced_weights
+from hepchain.ml.datamodule import TensorDataModule
 from hepchain.ml.module import ClassifierModule
 from hepchain.ml.networks import VH_HIDDEN
-from hepchain.ml.scaling import RobustScaler
-from hepchain.ml.train import _check_table, split_indices
+from hepchain.ml.train import FoldData, prepare_fold
 
 #: Number of hidden layers searched (the seed's network has 10).
 N_LAYERS = 10
@@ -294,41 +291,6 @@ def open_storage(storage: str | os.PathLike[str] | optuna.storages.BaseStorage |
 # --------------------------------------------------------------------------- data and training
 
 
-@dataclass(frozen=True)
-class FoldData:
-    """Arrays of the search's split, prepared once for all trials."""
-
-    x: np.ndarray
-    y: np.ndarray
-    w: np.ndarray  # class-balanced, separately on training and validation rows
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    test_idx: np.ndarray
-    scaler: RobustScaler
-    feature_names: list[str]
-    n_classes: int
-
-
-def prepare_fold(
-    table: pd.DataFrame, feature_names: Sequence[str], n_folds: int, n_classes: int, fold: int = HPO_FOLD
-) -> FoldData:
-    """Check the table and build fold ``fold``'s split as :func:`train_fold` does.
-
-    Rows of fold ``fold`` are held out, fold ``fold + 1`` validates, the rest
-    train; weights are class-balanced on training and validation rows
-    separately and the scaler is fitted on the training rows.
-    """
-    names = list(feature_names)
-    _check_table(table, names, n_folds, n_classes)
-    train_idx, val_idx, test_idx = split_indices(table["fold"].to_numpy(), fold, n_folds)
-    x = table[names].to_numpy(dtype=np.float32)
-    check_finite(x, names)
-    y = table["label"].to_numpy(dtype=np.int64)
-    w = table["weight"].to_numpy(dtype=np.float64)
-    balanced = np.zeros(len(table), dtype=np.float32)
-    balanced[train_idx] = class_balanced_weights(w[train_idx], y[train_idx], n_classes)
-    balanced[val_idx] = class_balanced_weights(w[val_idx], y[val_idx], n_classes)
-    return FoldData(x, y, balanced, train_idx, val_idx, test_idx, RobustScaler.fit(x[train_idx]), names, n_classes)
 
 
 class AucPruningCallback(Callback):
@@ -654,7 +616,7 @@ def run_study(
         raise ConfigError(f"config key 'vh.hpo.n_jobs': must be >= 1, got {n_jobs}")
     storage_spec = hpo["storage"] if storage is None else storage
     storage_obj = open_storage(storage_spec)
-    data = prepare_fold(table, feature_names, int(cfg["n_folds"]), len(cfg["classes"]))
+    data = prepare_fold(table, feature_names, int(cfg["n_folds"]), len(cfg["classes"]), HPO_FOLD)
     pruner, pruner_settings = make_pruner(hpo)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(int(training["threads"]))

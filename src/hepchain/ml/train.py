@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,43 @@ def history_from_metrics(metrics_csv: Path) -> pd.DataFrame:
     return history.sort_values("epoch").reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class FoldData:
+    """Arrays of one fold's split: features, labels, class-balanced weights, indices and the fitted scaler."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray  # class-balanced, separately on training and validation rows
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    scaler: RobustScaler
+    feature_names: list[str]
+    n_classes: int
+
+
+def prepare_fold(
+    table: pd.DataFrame, feature_names: Sequence[str], n_folds: int, n_classes: int, fold: int
+) -> FoldData:
+    """Check the table and build fold ``fold``'s split (used by :func:`train_fold` and the search of :mod:`.hpo`).
+
+    Rows of fold ``fold`` are held out, fold ``fold + 1`` validates, the rest
+    train; weights are class-balanced on training and validation rows
+    separately and the scaler is fitted on the training rows.
+    """
+    names = list(feature_names)
+    _check_table(table, names, n_folds, n_classes)
+    train_idx, val_idx, test_idx = split_indices(table["fold"].to_numpy(), fold, n_folds)
+    x = table[names].to_numpy(dtype=np.float32)
+    check_finite(x, names)
+    y = table["label"].to_numpy(dtype=np.int64)
+    w = table["weight"].to_numpy(dtype=np.float64)
+    balanced = np.zeros(len(table), dtype=np.float32)
+    balanced[train_idx] = class_balanced_weights(w[train_idx], y[train_idx], n_classes)
+    balanced[val_idx] = class_balanced_weights(w[val_idx], y[val_idx], n_classes)
+    return FoldData(x, y, balanced, train_idx, val_idx, test_idx, RobustScaler.fit(x[train_idx]), names, n_classes)
+
+
 def train_fold(
     table: pd.DataFrame,
     feature_names: list[str],
@@ -131,21 +169,13 @@ def train_fold(
     ``history.csv`` and ``summary.json`` into ``outdir`` and returns the
     summary.
     """
-    _check_table(table, feature_names, n_folds, n_classes)
+    prepared = prepare_fold(table, feature_names, n_folds, n_classes, fold)
+    x, y, balanced = prepared.x, prepared.y, prepared.w
+    train_idx, val_idx, test_idx = prepared.train_idx, prepared.val_idx, prepared.test_idx
     if threads is not None:
         torch.set_num_threads(int(threads))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    train_idx, val_idx, test_idx = split_indices(
-        table["fold"].to_numpy(), fold, n_folds
-    )
-    x = table[list(feature_names)].to_numpy(dtype=np.float32)
-    check_finite(x, feature_names)
-    y = table["label"].to_numpy(dtype=np.int64)
-    w = table["weight"].to_numpy(dtype=np.float64)
-    balanced = np.zeros(len(table), dtype=np.float32)
-    balanced[train_idx] = class_balanced_weights(w[train_idx], y[train_idx], n_classes)
-    balanced[val_idx] = class_balanced_weights(w[val_idx], y[val_idx], n_classes)
 
     lightning.seed_everything(seed + fold, workers=True, verbose=False)
     data = TensorDataModule(
@@ -179,7 +209,7 @@ def train_fold(
         activation=activation,
         noise_std=noise_std,
         lr=lr,
-        scaler=RobustScaler.fit(x[train_idx]),
+        scaler=prepared.scaler,
     )
 
     ckpt_dir = outdir / "checkpoints"
