@@ -11,6 +11,7 @@ from scipy.stats import gamma as gamma_dist
 
 from hepchain.detector.calo_images import (
     build_electron_calo,
+    cluster_noise,
     fire_electrons,
     fit_resolution,
     gun_tables,
@@ -99,9 +100,7 @@ def test_cluster_resolution_and_calibrated_response() -> None:
     out = fire_electrons(energies, eta, NOMINAL, np.random.default_rng(6), store_cells=False, vz_sigma_cm=3.5)
     e_reco = out.scalars["energy"].astype(np.float64)
     # noise term of the cluster, measured with nothing deposited (electronic noise of ~60 cells, presampler weighted)
-    dark = fire_electrons(energies, eta, replace(NOMINAL, cells_min_energy=1e9), np.random.default_rng(6), store_cells=False)
-    w_ps = NOMINAL.cells_calib_ps_weight[0]
-    noise = float(np.std(dark.scalars["e_acc"] + w_ps * dark.scalars["e_ps"])) / 0.95
+    noise = cluster_noise(energies, eta, NOMINAL, np.random.default_rng(6))
     assert 0.2 < noise < 0.4
     a, b, _, widths = fit_resolution(energies, e_reco, noise)
     assert 0.08 < a < 0.13, (a, b, widths)  # stochastic term ~10%/sqrt(E) (PHYSICS.md: 10.1%)

@@ -658,19 +658,14 @@ def beam_test_resolution(n_per_energy: int = 600, seed: int = 20060601, n_boot: 
     fit is :func:`~hepchain.detector.calo_images.fit_resolution` (eIQR widths);
     errors are the spread of ``n_boot`` bootstrap refits.
     """
-    from dataclasses import replace
-
-    from .calo_images import fire_electrons, fit_resolution
+    from .calo_images import cluster_noise, fire_electrons, fit_resolution
     from .tune import NOMINAL
 
     rng = np.random.default_rng(seed)
     energies = np.repeat(np.asarray(TEST_BEAM_ENERGIES), n_per_energy)
     eta = rng.uniform(0.05, 0.75, len(energies)) * np.where(rng.random(len(energies)) < 0.5, -1.0, 1.0)
     shot = fire_electrons(energies, eta, NOMINAL, np.random.default_rng(seed + 1), store_cells=False)
-    dark = fire_electrons(energies, eta, replace(NOMINAL, cells_min_energy=1e9), np.random.default_rng(seed + 2), store_cells=False)
-    w_ps = NOMINAL.cells_calib_ps_weight[0]
-    # the calibration scales E_acc + w E_ps by about 1/0.95 in this range: the noise of the calibrated energy
-    noise = float(np.std(dark.scalars["e_acc"] + w_ps * dark.scalars["e_ps"])) / 0.95
+    noise = cluster_noise(energies, eta, NOMINAL, np.random.default_rng(seed + 2))
     e_reco = shot.scalars["energy"].astype(np.float64)
     a, b, c, widths = fit_resolution(energies, e_reco, noise)
     boot = np.empty((n_boot, 2))
