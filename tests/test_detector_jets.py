@@ -164,6 +164,23 @@ def test_single_pion_gives_a_neutral_only_on_an_upward_calorimeter_fluctuation()
     assert np.median(p_trk[~with_neutral[charged["evt"]]]) == pytest.approx(50.0, rel=0.01)
 
 
+def test_a_muon_that_fails_the_muon_id_keeps_its_track() -> None:
+    """Muons the muon system does not identify (ID inefficiency, pT < 3 GeV) are charged-hadron tracks, not lost."""
+    n = 400
+    tune = replace(NOMINAL, muon_eff=0.0, track_eff_high=1.0, track_eff_endcap_factor=1.0)
+    rng = np.random.default_rng(21)
+    eta = rng.uniform(-2.0, 2.0, n)
+    pt = np.where(np.arange(n) % 2 == 0, 40.0, 2.0)  # half above, half below the muon-system threshold
+    p = _particles(np.arange(n), pt, eta, rng.uniform(-np.pi, np.pi, n), np.full(n, 13), -np.ones(n))
+    pf = build_pf(p, np.zeros(n), tune, np.random.default_rng(22))
+    tracks = pf.select(np.abs(pf["pdgId"]) == PF_CHARGED)
+    assert not np.any(np.abs(pf["pdgId"]) == 13)  # none identified
+    assert np.array_equal(np.sort(tracks["evt"]), np.arange(n))  # one track per muon
+    assert np.array_equal(tracks["truth"][np.argsort(tracks["evt"])], np.arange(n))
+    ratio = tracks["pt"][np.argsort(tracks["evt"])] / pt
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.01)  # the track momentum: no calorimeter link, no MET
+
+
 # ----------------------------------------------------------------------------- impact parameters
 
 

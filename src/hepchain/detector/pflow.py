@@ -257,7 +257,7 @@ def build_pf(particles: Table, pv_z: np.ndarray, tune: Tune, rng: np.random.Gene
     tt, ej, ef = e_t[link], e_j[link], e_f[link]
     exp_sum = np.bincount(tt, weights=mu_exp[ej] * ef, minlength=n_t)
     exp_var = np.bincount(tt, weights=sig_exp[ej] ** 2 * ef, minlength=n_t)
-    exp_var += (cal.had_constant * exp_sum) ** 2  # the tower's constant term acts on its whole signal
+    exp_var = exp_var + (cal.had_constant * exp_sum) ** 2  # constant term on the whole signal (bincount without links is int)
     trk_sum = np.bincount(tt, weights=p_trk[ej] * ef, minlength=n_t)
     trk_var = np.bincount(tt, weights=(sig_p[ej] * ef) ** 2, minlength=n_t)
     has_trk = trk_sum > 0
