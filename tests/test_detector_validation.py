@@ -12,6 +12,8 @@ import pytest
 
 from hepchain.detector.validation import (
     M_Z,
+    TEST_BEAM_ENERGIES,
+    beam_test_resolution,
     check,
     core_gauss_fit,
     dijet_asymmetry,
@@ -289,3 +291,17 @@ def test_run_validation_on_a_tiny_simulated_zee_file(tmp_path: Path) -> None:
     assert res["summary"]["n_checks"] >= 4
     roles = {s["check"] for s in written["skipped"]}
     assert {"dijet", "ztautau", "wmunu", "ttbar"} <= roles
+
+
+def test_beam_test_resolution_measures_the_calorimeter_stochastic_term() -> None:
+    r = beam_test_resolution(n_per_energy=300, n_boot=10)
+    assert r["energies"] == list(TEST_BEAM_ENERGIES)
+    assert 0.08 < r["a"] < 0.13  # ATLAS barrel-module beam test: 10.1%/sqrt(E)
+    assert 0.0 < r["a_err"] < 0.015 and r["b"] < 0.012
+    assert 0.2 < r["noise_gev"] < 0.4  # ~60 cells of electronic noise
+    widths = np.asarray(r["relative_widths"])
+    assert np.all(np.diff(widths[:4]) < 0)  # sigma/E falls with E up to where the constant term takes over
+    # the fitted curve goes through the measured widths
+    e = np.asarray(TEST_BEAM_ENERGIES)
+    model = np.sqrt(r["a"] ** 2 / e + r["b"] ** 2 + (r["noise_gev"] / e) ** 2)
+    np.testing.assert_allclose(model, widths, rtol=0.15)
