@@ -47,6 +47,11 @@ include: "workflow/rules/vh.smk"
 include: "workflow/rules/studies.smk"
 
 
+if config.get("recoil") is not None:
+
+    include: "workflow/rules/recoil.smk"
+
+
 rule all:
     input:
         "results/vh/binning.json",

@@ -22,6 +22,9 @@ STUDY_TARGETS = {
     ),
     "results/detector/validation.json": ("minbias_library", "generate", "simulate", "validate_detector"),
     "results/vh/hpo.json": ("minbias_library", "generate", "simulate", "skim_vh", "features_vh", "hpo_vh"),
+    "results/recoil/metrics.json": (
+        "minbias_library", "generate", "simulate", "skim_study", "features_study", "train_recoil", "evaluate_recoil",
+    ),
     **{
         f"results/{study}/features.parquet": ("minbias_library", "generate", "simulate", "skim_study", "features_study")
         for study in ("recoil", "ditau", "jets", "electrons")
@@ -54,6 +57,16 @@ def test_hpo_is_an_optional_target(tmp_path: Path) -> None:
     r = snakemake("-n", "--cores", "8", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not re.search(r"^hpo_vh\s+\d+$", r.stdout + r.stderr, flags=re.M)
+
+
+def test_paper_recoil_config_schedules_the_seed_statistics_on_a_gpu(tmp_path: Path) -> None:
+    r = snakemake("-n", "results/recoil/metrics.json", "--cores", "8", "--configfile", str(ROOT / "config/paper.yaml"),
+                  cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert re.search(r"^generate\s+130$", out, flags=re.M)  # 6.5M W -> mu nu in 50k chunks
+    assert re.search(r"^train_recoil\s+3$", out, flags=re.M)  # fold 0 of each variant
+    assert "gpu=1" in out  # the training jobs ask the cluster for a GPU
 
 
 def test_validation_simulates_pseudodata_from_the_same_generated_events(tmp_path: Path) -> None:
@@ -119,12 +132,35 @@ def _check_feature_tables(root: Path) -> None:
 
 
 @pytest.mark.slow
+def _check_recoil(root: Path) -> None:
+    """The tiny recoil run: every method has sane numbers, the figures exist, the models were trained on fold 0."""
+    metrics = json.loads((root / "results/recoil/metrics.json").read_text())
+    assert metrics["folds_evaluated"] == [0] and metrics["n_events"] > 20
+    assert set(metrics["methods"]) == {"standard", "standard_corrected", "dnn_mse", "dnn_bias_l1", "dnn_bias_l2"}
+    standard = metrics["methods"]["standard"]
+    # the PF recoil of W -> mu nu: under-calibrated (response 0.5-1.0), a few GeV of u_perp spread
+    assert 0.4 < standard["response"] < 1.05
+    assert 2.0 < standard["sigma_uperp"] < 20.0
+    for m, values in metrics["methods"].items():
+        assert np.isfinite(values["sigma_uperp"]) and values["sigma_uperp"] > 0, m
+    assert metrics["alpha"]["mse"]["0"] == 0.0
+    assert metrics["alpha"]["bias_l1"]["0"] > 0
+    assert metrics["alpha"]["bias_l2"]["0"] == pytest.approx(5 * metrics["alpha"]["bias_l1"]["0"])
+    for m in ("dnn_mse", "dnn_bias_l1", "dnn_bias_l2"):
+        imp = metrics["summary"][m]["vs_standard"]
+        assert np.isfinite(imp["improvement"]) and imp["stat_err"] > 0
+    for name in ("bias_vs_pt", "resolution_vs_pt", "uperp", "targets_ux_uy", "training_curves"):
+        for ext in ("pdf", "png"):
+            assert (root / f"results/recoil/figures/{name}.{ext}").stat().st_size > 1000
+
+
 def test_tiny_end_to_end(tmp_path: Path) -> None:
     r = snakemake(
-        "results/vh/binning.json", "results/detector/validation.json", *FEATURE_TARGETS, "--cores", "2",
-        "--configfile", str(TINY_CONFIG), cwd=tmp_path,
+        "results/vh/binning.json", "results/detector/validation.json", *FEATURE_TARGETS, "results/recoil/metrics.json",
+        "--cores", "2", "--configfile", str(TINY_CONFIG), cwd=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _check_recoil(tmp_path)
     _check_feature_tables(tmp_path)
     validation = json.loads((tmp_path / "results/detector/validation.json").read_text())
     assert {"electrons", "muons", "jets", "taus", "met", "summary"} <= set(validation)
@@ -154,7 +190,7 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     # a second call runs nothing
     again = snakemake(
         "-n", "results/vh/binning.json", "results/detector/validation.json", *FEATURE_TARGETS,
-        "--configfile", str(TINY_CONFIG), cwd=tmp_path,
+        "results/recoil/metrics.json", "--configfile", str(TINY_CONFIG), cwd=tmp_path,
     )
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -439,6 +439,59 @@ def _hpo_vh(ns: argparse.Namespace) -> None:
     run(ns)
 
 
+# --------------------------------------------------------------------------- recoil study (seed 000)
+
+
+def _recoil_config(text: str) -> tuple[dict[str, Any], int]:
+    from .studies.recoil import resolve_config
+
+    raw = _json(text)
+    if not isinstance(raw, dict) or "recoil" not in raw or "seed" not in raw:
+        raise ConfigError("--config must be a JSON object with keys 'recoil' (the config section) and 'seed'")
+    return resolve_config(raw["recoil"]), int(raw["seed"])
+
+
+@args(
+    lambda p: (
+        p.add_argument("--table", required=True, type=Path, help="results/recoil/features.parquet"),
+        p.add_argument("--variant", required=True, help="a name of recoil.variants (mse, bias_l1, bias_l2)"),
+        p.add_argument("--fold", required=True, type=int),
+        p.add_argument("--config", required=True, help="JSON: {recoil: <config section>, seed}"),
+        p.add_argument("--out", required=True, type=Path, help="model directory"),
+    )
+)
+@command("train-recoil", "train one (variant, fold) recoil network (seed 000) with the engine; alpha from the table")
+def _train_recoil(ns: argparse.Namespace) -> None:
+    from .studies.recoil import train_variant
+
+    cfg, seed = _recoil_config(ns.config)
+    s = train_variant(ns.table, ns.out, ns.variant, ns.fold, cfg, seed, progress_bar=_progress())
+    print(
+        f"recoil {ns.variant} fold {ns.fold}: alpha {s['config']['loss']['alpha']:.6g}, {s['n_train']} training rows, "
+        f"{s['epochs_run']} epochs, best val_loss {s['best_val_loss']:.6g} at epoch {s['best_epoch']}, "
+        f"{s['train_samples_per_s']:.0f} samples/s on {s['device']} -> {ns.out}"
+    )
+
+
+@args(
+    lambda p: (
+        p.add_argument("--table", required=True, type=Path),
+        p.add_argument("--models", nargs="+", required=True, type=Path, help="model directories or files in them"),
+        p.add_argument("--config", required=True, help="JSON: {recoil: <config section>, seed}"),
+        p.add_argument("--out", required=True, type=Path, help="metrics.json"),
+        p.add_argument("--predictions", type=Path, default=None, help="per-event predictions (parquet)"),
+        p.add_argument("--figures", type=Path, default=None),
+    )
+)
+@command("evaluate-recoil", "recoil metrics (response, bias, sigma(u_perp), improvements) and figures")
+def _evaluate_recoil(ns: argparse.Namespace) -> None:
+    from .studies.recoil import evaluate
+
+    cfg, seed = _recoil_config(ns.config)
+    report = evaluate(ns.table, ns.models, cfg, seed, out=ns.out, predictions=ns.predictions, figures=ns.figures)
+    print(json.dumps({"n_events": report["n_events"], "summary": report["summary"]}, indent=2))
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -116,6 +116,10 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
                 get_study(study).selection(section["selection"])
             except ConfigError as exc:
                 raise ConfigError(f"config key '{study}.selection': {exc}") from exc
+    if out.get("recoil") is not None:
+        from .studies.recoil import resolve_config as resolve_recoil
+
+        resolve_recoil(out["recoil"])  # folds in range, variant names, edges: one line naming the key
     validation = out.get("detector_validation", {})
     for role, sample in validation.get("samples", {}).items():
         if sample not in out["samples"]:

@@ -62,6 +62,11 @@ Config keys (``train_study(..., config)``; unknown keys raise
     ``torch.compile`` the training/validation step (forward + loss).
 ``max_rows`` (None)
     use the first rows of the table only (tests, quick looks).
+``features`` (None)
+    feature names to train on, a subset of the study's spec in the given
+    order (e.g. the seed's input list, or an ablation); None: every feature.
+    A name the table's spec lacks raises :class:`ConfigError` naming it
+    when the table is read.
 ``scale_targets`` (True)
     regression outputs are ``network * std + mean`` of the training targets
     (a Gaussian head's sigma is scaled by std only), part of the exported model.
@@ -109,6 +114,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import Tensor, nn
 
 from hepchain.errors import ConfigError, EmptySelectionError, HepchainError
+from hepchain.features.spec import FeatureSpec
 from hepchain.ml import losses as L
 from hepchain.ml.datamodule import epoch_seed
 from hepchain.ml.networks import STUDY_NETWORKS, build_network, describe
@@ -146,6 +152,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "precision": "32-true",
     "compile": False,
     "max_rows": None,
+    "features": None,
     "scale_targets": True,
     "progress_bar": True,
 }
@@ -260,6 +267,14 @@ def resolve_config(study: str, config: Mapping[str, Any] | None = None) -> dict[
         cfg[key] = _bool(key, cfg[key])
     if cfg["max_rows"] is not None:
         cfg["max_rows"] = _int("max_rows", cfg["max_rows"], 1)
+    features = cfg["features"]
+    if features is not None:
+        if isinstance(features, str) or not isinstance(features, Sequence) or not features:
+            raise ConfigError(f"config key 'features' must be a non-empty list of feature names, got {features!r}")
+        names = [str(f) for f in features]
+        if len(set(names)) != len(names):
+            raise ConfigError("config key 'features' lists a feature twice")
+        cfg["features"] = names
     return cfg
 
 
@@ -796,11 +811,11 @@ class InferenceModel(nn.Module):
         return torch.softmax(y, dim=1) if self.softmax else y
 
 
-def _network_inputs(study: str, sizes: Mapping[str, int], network: Mapping[str, Any]) -> tuple[str, ...]:
-    """The input names of a network config (built once with 2 outputs, then dropped)."""
+def _network_inputs(study: str, spec: FeatureSpec, network: Mapping[str, Any]) -> tuple[str, ...]:
+    """The input names of a network config on ``spec`` (built once with 2 outputs, then dropped)."""
     options = dict(network)
     kind = options.pop("kind")
-    return tuple(build_network(kind, study_spec(study, **sizes), 2, **options).input_names)
+    return tuple(build_network(kind, spec, 2, **options).input_names)
 
 
 class StudyModule(LightningModule):
@@ -1220,8 +1235,18 @@ def build_study(
 def load_for_config(study: str, table_path: str | Path, cfg: Mapping[str, Any]) -> StudyTensors:
     """Load the columns a resolved config needs (the network's inputs, the targets)."""
     sizes = spec_sizes(study, table_columns(table_path))
-    names = _network_inputs(study, sizes, cfg["network"])
-    return load_study_tensors(study, table_path, targets=cfg["targets"], input_names=names, max_rows=cfg["max_rows"])
+    spec = study_spec(study, **sizes)
+    if cfg.get("features") is not None:
+        missing = [n for n in cfg["features"] if n not in spec.names]
+        if missing:
+            raise ConfigError(
+                f"{table_path}: '{missing[0]}' of config key 'features' is not a feature of the {study} spec"
+            )
+        spec = spec.subset(cfg["features"])
+    names = _network_inputs(study, spec, cfg["network"])
+    return load_study_tensors(
+        study, table_path, spec=spec, targets=cfg["targets"], input_names=names, max_rows=cfg["max_rows"]
+    )
 
 
 def train_study(
