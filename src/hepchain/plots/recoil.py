@@ -21,19 +21,32 @@ DNN_COLOURS = ["tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
 
 
 def _label(method: str) -> str:
-    return LABELS.get(method, method.replace("dnn_", "DNN ").replace("_", " "))
+    if method in LABELS:
+        return LABELS[method]
+    text = method.removeprefix("dnn_").removesuffix("_corrected").replace("_", " ")
+    return f"DNN {text}" + (", $c(u_T)$-corrected" if method.endswith("_corrected") else "")
 
 
 def _colours(methods: list[str]) -> dict[str, str]:
+    """One colour per network variant; its corrected output shares it (dashed)."""
     out = dict(COLOURS)
-    for i, m in enumerate(x for x in methods if x.startswith("dnn_")):
-        out[m] = DNN_COLOURS[i % len(DNN_COLOURS)]
+    raw = [m for m in methods if m.startswith("dnn_") and not m.endswith("_corrected")]
+    for i, m in enumerate(raw):
+        out[m] = out[f"{m}_corrected"] = DNN_COLOURS[i % len(DNN_COLOURS)]
+    for m in methods:
+        out.setdefault(m, "grey")
     return out
 
 
-def _hist(ax: Any, values: np.ndarray, weight: np.ndarray, edges: np.ndarray, label: str, colour: str) -> None:
+def _style(method: str) -> str:
+    return "--" if method.endswith("_corrected") else "-"
+
+
+def _hist(
+    ax: Any, values: np.ndarray, weight: np.ndarray, edges: np.ndarray, label: str, colour: str, ls: str = "-"
+) -> None:
     h, _ = np.histogram(np.clip(values, edges[0], edges[-1] - 1e-9), bins=edges, weights=weight)
-    ax.stairs(h / max(np.sum(h), 1e-12), edges, label=label, color=colour, linewidth=1.4)
+    ax.stairs(h / max(np.sum(h), 1e-12), edges, label=label, color=colour, linewidth=1.4, linestyle=ls)
 
 
 def make_all(
@@ -64,7 +77,7 @@ def make_all(
     for ax, k, name in ((axes[0], 0, "x"), (axes[1], 1, "y")):
         _hist(ax, tx if k == 0 else ty, weight, edges, LABELS["truth"], "black")
         for m, xy in estimates.items():
-            _hist(ax, xy[k], weight, edges, _label(m), colour[m])
+            _hist(ax, xy[k], weight, edges, _label(m), colour[m], _style(m))
         ax.set_xlabel(f"$u_{name}$ [GeV]")
         ax.set_ylabel("fraction of events")
         ax.set_yscale("log")
@@ -79,9 +92,9 @@ def make_all(
     edges_b = np.linspace(-2, 2, 41)
     high = pt > bias_min
     for m, (x, y) in estimates.items():
-        _hist(axes[0], np.hypot(x, y), weight, edges_t, _label(m), colour[m])
-        _hist(axes[1], comps[m][0], weight, edges_t, _label(m), colour[m])
-        _hist(axes[2], 1.0 - comps[m][0][high] / pt[high], weight[high], edges_b, _label(m), colour[m])
+        _hist(axes[0], np.hypot(x, y), weight, edges_t, _label(m), colour[m], _style(m))
+        _hist(axes[1], comps[m][0], weight, edges_t, _label(m), colour[m], _style(m))
+        _hist(axes[2], 1.0 - comps[m][0][high] / pt[high], weight[high], edges_b, _label(m), colour[m], _style(m))
     axes[0].set_xlabel("$u_T$ [GeV]")
     axes[1].set_xlabel(r"$u_\parallel$ [GeV]")
     axes[2].set_xlabel(rf"bias $1 - u_\parallel / p_T^W$ ($p_T^W > {bias_min:g}$ GeV)")
@@ -95,7 +108,7 @@ def make_all(
     edges_p = np.linspace(-40, 40, 61)
     for m in methods:
         sigma = report["methods"][m]["sigma_uperp"]
-        _hist(ax, comps[m][1], weight, edges_p, f"{_label(m)}: $\\sigma$ = {sigma:.2f} GeV", colour[m])
+        _hist(ax, comps[m][1], weight, edges_p, f"{_label(m)}: $\\sigma$ = {sigma:.2f} GeV", colour[m], _style(m))
     ax.set_xlabel(r"$u_\perp$ [GeV]")
     ax.set_ylabel("fraction of events")
     ax.legend(fontsize=9)
@@ -111,7 +124,9 @@ def make_all(
             xerr = np.array([0.5 * (b["hi"] - b["lo"]) for b in rows])
             y = np.array([b[key] for b in rows])
             yerr = np.array([np.nan if b.get(err) is None else b[err] for b in rows]) if err else None
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=4, color=colour[m], label=_label(m))
+            marker = "s" if m.endswith("_corrected") else "o"
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, ms=4, color=colour[m], label=_label(m),
+                        mfc="none" if m.endswith("_corrected") else colour[m])
         if band is not None:
             ax.axhspan(-band, band, color="grey", alpha=0.2, label=f"$\\pm${band:.0%}")
             ax.axhline(0.0, color="grey", lw=0.8)
@@ -129,15 +144,19 @@ def make_all(
     binned("sigma_uperp_vs_sumet", "sigma_uperp", "sigma_uperp_err", "vs_sumet", r"$\Sigma E_T$ [GeV]",
            r"$\sigma(u_\perp)$ [GeV]", None)
 
-    # the classical response correction of the first fold
+    # the mean responses behind the numerical-inversion corrections (training rows of the first fold)
     corrections = report.get("response_correction", {})
     if corrections:
         fig, ax = plt.subplots(figsize=(7, 5))
-        for f, corr in corrections.items():
-            ax.plot(corr["centres"], corr["scale"], "o-", ms=3, label=f"fold {f}")
-        ax.set_xlabel("measured $u_T$ [GeV]")
-        ax.set_ylabel(r"$c(u_T) = \sum u\cdot y / \sum |u|^2$")
-        ax.legend(fontsize=8, ncol=2)
+        for name, per_fold in corrections.items():
+            fold = min(per_fold, key=int)
+            corr = per_fold[fold]
+            ax.plot(corr["pt_mean"], corr["response"], "o-", ms=3, color=colour.get(name, "grey"),
+                    label=f"{_label(name)} (fold {fold} training rows)")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xlabel(r"truth $p_T^W$ [GeV]")
+        ax.set_ylabel(r"$\langle u_\parallel \rangle / \langle p_T^W \rangle$ before correction")
+        ax.legend(fontsize=8)
         written += save(fig, outdir / "response_correction")
 
     # training curves: every variant, first evaluated fold

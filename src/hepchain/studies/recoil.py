@@ -27,16 +27,19 @@ Methods compared (``metrics.json`` keys):
     dR 0.1 around the muon (:mod:`hepchain.skim.recoil`); uncalibrated, as the
     seed compares with it.
 ``standard_corrected``
-    the same vector scaled by a response correction ``c(u_T)`` measured in
-    bins of the reconstructed ``u_T`` on the training folds: per bin the
-    least-squares scale ``c = sum w (u . y) / sum w |u|^2`` with ``y`` the
-    true recoil ``-pT(W)``, interpolated linearly in u_T (flat outside).  This
-    is the "usual" in-situ style scale correction users expect; it cannot
-    remove the bias at small pT(W), where u_T is dominated by resolution.
+    the same vector scaled by the response correction ``c(u_T)`` of
+    :func:`response_correction`: the numerical inversion of the mean response
+    ``<u_par>(pT(W))`` measured on the training folds, the usual calibration
+    of a detector-level quantity to unit response (as for jets).
 ``dnn_<variant>``
     the network of each variant of ``variants`` (default ``mse``: alpha 0,
     ``bias_l1``: alpha, ``bias_l2``: 5 alpha), each fold's model applied to
     its own test fold only.
+``dnn_<variant>_corrected``
+    the network output calibrated the same way, the inversion measured on the
+    network's predictions for the training rows of its own fold: an MSE
+    regression shrinks towards the mean of the falling pT(W) spectrum, and
+    this is the comparison at equal (unit) response.
 
 The seed's alpha: "alpha is the normalization coefficient".  With
 ``alpha: auto`` it is the ratio of the two terms of the loss for the standard
@@ -261,37 +264,53 @@ def auto_alpha(
 def response_correction(
     ux: np.ndarray, uy: np.ndarray, tx: np.ndarray, ty: np.ndarray, weight: np.ndarray, edges: Sequence[float]
 ) -> dict[str, list[float]]:
-    """Least-squares scale ``c = sum w (u . y) / sum w |u|^2`` per bin of the measured u_T.
+    """Response correction ``c(u_T)`` by numerical inversion of the mean response (as jet calibrations do).
 
-    Returns ``{"edges", "centres", "scale"}``; ``centres`` are the weighted
-    mean u_T of the bins.  Empty bins take the scale of the nearest filled
-    one.  The scale minimises ``sum w |c u - y|^2`` in each bin, so the
-    corrected recoil is calibrated in the measured quantity.
+    In bins of the true pT(W) (``edges``) the weighted means ``<pT(W)>`` and
+    ``<u_par>`` give the calibration curve ``f(pT) = <u_par>``, made
+    non-decreasing.  A recoil of measured magnitude u_T is scaled by
+    ``c = f^-1(u_T) / u_T`` (linear interpolation between the bin means; below
+    the first and above the last point the end ratios ``<pT>/<u_par>``).  At
+    high pT(W), where u_T ~ u_par, the corrected response is 1; at low pT(W)
+    u_T is inflated by the perpendicular resolution and the correction is only
+    approximate.  Returns ``{"edges", "pt_mean", "upar_mean", "response", "n"}``
+    (bins with fewer than 20 rows left out).
     """
-    ut = np.hypot(ux, uy)
+    pt = np.hypot(tx, ty)
+    u_par, _ = recoil_components(ux, uy, np.arctan2(-ty, -tx))
     edges_a = np.asarray(edges, dtype=float)
-    index = np.clip(np.searchsorted(edges_a, ut, side="right") - 1, 0, len(edges_a) - 2)
+    index = np.searchsorted(edges_a, pt, side="right") - 1
+    inside = (index >= 0) & (index < len(edges_a) - 1)
     nb = len(edges_a) - 1
-    w = np.asarray(weight, dtype=np.float64)
-    num = np.bincount(index, weights=w * (ux * tx + uy * ty), minlength=nb)
-    den = np.bincount(index, weights=w * ut**2, minlength=nb)
-    sw = np.bincount(index, weights=w, minlength=nb)
-    swu = np.bincount(index, weights=w * ut, minlength=nb)
-    filled = (den > 0) & (sw > 0)
-    if not filled.any():
-        raise EmptySelectionError("no training row with a recoil to derive the response correction from")
-    scale = np.where(filled, num / np.where(den > 0, den, 1.0), np.nan)
-    centres = np.where(filled, swu / np.where(sw > 0, sw, 1.0), 0.5 * (edges_a[:-1] + edges_a[1:]))
-    good = np.flatnonzero(filled)
-    for i in np.flatnonzero(~filled):
-        scale[i] = scale[good[np.argmin(np.abs(good - i))]]
-    return {"edges": edges_a.tolist(), "centres": centres.tolist(), "scale": scale.tolist()}
+    w = np.asarray(weight, dtype=np.float64)[inside]
+    i = index[inside]
+    sw = np.bincount(i, weights=w, minlength=nb)
+    n = np.bincount(i, minlength=nb)
+    spt = np.bincount(i, weights=w * pt[inside], minlength=nb)
+    spar = np.bincount(i, weights=w * u_par[inside], minlength=nb)
+    good = (n >= 20) & (sw > 0) & (spar > 0)
+    if good.sum() < 2:
+        raise EmptySelectionError("fewer than 2 pT(W) bins with 20 training rows: no response correction")
+    pt_mean = spt[good] / sw[good]
+    upar_mean = np.maximum.accumulate(spar[good] / sw[good])
+    return {
+        "edges": edges_a.tolist(),
+        "pt_mean": pt_mean.tolist(),
+        "upar_mean": upar_mean.tolist(),
+        "response": (upar_mean / pt_mean).tolist(),
+        "n": n[good].tolist(),
+    }
 
 
-def apply_response_correction(ux: np.ndarray, uy: np.ndarray, correction: Mapping[str, Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
-    """``c(u_T) * (u_x, u_y)`` with ``c`` interpolated linearly between bin centres, flat outside."""
+def apply_response_correction(
+    ux: np.ndarray, uy: np.ndarray, correction: Mapping[str, Sequence[float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``c(u_T) (u_x, u_y)`` with ``c = f^-1(u_T) / u_T`` of :func:`response_correction`."""
     ut = np.hypot(ux, uy)
-    c = np.interp(ut, np.asarray(correction["centres"]), np.asarray(correction["scale"]))
+    f = np.asarray(correction["upar_mean"], dtype=float)
+    x = np.asarray(correction["pt_mean"], dtype=float)
+    inverse = np.interp(ut, f, x, left=np.nan, right=np.nan)
+    c = np.where(ut < f[0], x[0] / f[0], np.where(ut > f[-1], x[-1] / f[-1], inverse / np.maximum(ut, 1e-12)))
     return c * ux, c * uy
 
 
@@ -507,24 +526,31 @@ def evaluate(
     est: dict[str, tuple[np.ndarray, np.ndarray]] = {
         "standard": (t["u_x"].astype(np.float64), t["u_y"].astype(np.float64)),
     }
-    cx, cy = np.full(len(t["fold"]), np.nan), np.full(len(t["fold"]), np.nan)
-    corrections = {}
-    for f in folds:
-        rows = fold_rows(t["fold"], f, n_folds)
-        tr = rows["train"]
-        corr = response_correction(t["u_x"][tr], t["u_y"][tr], t["truth_ux"][tr], t["truth_uy"][tr], t["weight"][tr],
-                                   cfg["evaluation"]["correction_edges"])
-        corrections[str(f)] = corr
-        te = rows["test"]
-        cx[te], cy[te] = apply_response_correction(t["u_x"][te], t["u_y"][te], corr)
-    est["standard_corrected"] = (cx, cy)
+    corrections: dict[str, dict[str, Any]] = {}
+
+    def corrected(name: str, per_fold: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrate ``per_fold[f]`` (x, y over all rows) on fold f's training rows, apply to its test rows."""
+        cx, cy = np.full(len(t["fold"]), np.nan), np.full(len(t["fold"]), np.nan)
+        for f in folds:
+            rows = fold_rows(t["fold"], f, n_folds)
+            tr, te = rows["train"], rows["test"]
+            x, y = per_fold[f]
+            corr = response_correction(x[tr], y[tr], t["truth_ux"][tr], t["truth_uy"][tr], t["weight"][tr],
+                                       cfg["evaluation"]["correction_edges"])
+            corrections.setdefault(name, {})[str(f)] = corr
+            cx[te], cy[te] = apply_response_correction(x[te], y[te], corr)
+        return cx, cy
+
+    est["standard_corrected"] = corrected("standard", {f: est["standard"] for f in folds})
     alphas: dict[str, dict[str, float]] = {}
     training: dict[str, dict[str, Any]] = {}
     for variant in cfg["variants"]:
         px, py = np.full(len(t["fold"]), np.nan), np.full(len(t["fold"]), np.nan)
+        every_row: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for f in folds:
             d = models[variant][f]
-            pred = predict_study(d / "model.onnx", table_path, study="recoil", device="cpu")[keep]
+            pred = predict_study(d / "model.onnx", table_path, study="recoil", device="cpu")[keep].astype(np.float64)
+            every_row[f] = (pred[:, 0], pred[:, 1])
             te = t["fold"] == f
             px[te], py[te] = pred[te, 0], pred[te, 1]
             s = json.loads((d / "summary.json").read_text())
@@ -534,6 +560,7 @@ def evaluate(
                                       "train_samples_per_s", "device", "fit_time_s")
             }
         est[f"dnn_{variant}"] = (px, py)
+        est[f"dnn_{variant}_corrected"] = corrected(f"dnn_{variant}", every_row)
     sel = test_any
     sub = {m: (x[sel], y[sel]) for m, (x, y) in est.items()}
     metrics = recoil_metrics(sub, t["truth_ux"][sel], t["truth_uy"][sel], t["sumet"][sel], t["weight"][sel],
