@@ -45,8 +45,9 @@ def _style(method: str) -> str:
 def _hist(
     ax: Any, values: np.ndarray, weight: np.ndarray, edges: np.ndarray, label: str, colour: str, ls: str = "-"
 ) -> None:
-    h, _ = np.histogram(np.clip(values, edges[0], edges[-1] - 1e-9), bins=edges, weights=weight)
-    ax.stairs(h / max(np.sum(h), 1e-12), edges, label=label, color=colour, linewidth=1.4, linestyle=ls)
+    """Fraction of all events per bin (entries outside the range count in the total, not in a bin)."""
+    h, _ = np.histogram(values, bins=edges, weights=weight)
+    ax.stairs(h / max(float(np.sum(weight)), 1e-12), edges, label=label, color=colour, linewidth=1.4, linestyle=ls)
 
 
 def make_all(
@@ -81,7 +82,7 @@ def make_all(
         ax.set_xlabel(f"$u_{name}$ [GeV]")
         ax.set_ylabel("fraction of events")
         ax.set_yscale("log")
-    axes[0].legend(fontsize=9)
+    axes[0].legend(fontsize=8, loc="upper left")
     written += save(fig, outdir / "targets_ux_uy")
 
     # u_T, u_par and the per-event bias (seed: "uT, uPar, bias")

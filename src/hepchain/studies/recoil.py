@@ -274,7 +274,7 @@ def response_correction(
     high pT(W), where u_T ~ u_par, the corrected response is 1; at low pT(W)
     u_T is inflated by the perpendicular resolution and the correction is only
     approximate.  Returns ``{"edges", "pt_mean", "upar_mean", "response", "n"}``
-    (bins with fewer than 20 rows left out).
+    (bins with fewer than min(20, max(2, N/10)) of the N rows left out).
     """
     pt = np.hypot(tx, ty)
     u_par, _ = recoil_components(ux, uy, np.arctan2(-ty, -tx))
@@ -288,9 +288,12 @@ def response_correction(
     n = np.bincount(i, minlength=nb)
     spt = np.bincount(i, weights=w * pt[inside], minlength=nb)
     spar = np.bincount(i, weights=w * u_par[inside], minlength=nb)
-    good = (n >= 20) & (sw > 0) & (spar > 0)
+    min_rows = min(20, max(2, int(inside.sum()) // 10))
+    good = (n >= min_rows) & (sw > 0) & (spar > 0)
     if good.sum() < 2:
-        raise EmptySelectionError("fewer than 2 pT(W) bins with 20 training rows: no response correction")
+        raise EmptySelectionError(
+            f"fewer than 2 pT(W) bins with {min_rows} training rows ({int(inside.sum())} rows): no response correction"
+        )
     pt_mean = spt[good] / sw[good]
     upar_mean = np.maximum.accumulate(spar[good] / sw[good])
     return {
